@@ -1,0 +1,4 @@
+"""replibatch: run pandas DataFrames against Replicate models."""
+
+__version__ = "0.1.0"
+__all__ = ["__version__"]
