@@ -496,8 +496,7 @@ def _prompt_bytes(input: Mapping[str, Any]) -> int:
 
 def _plain(number: Decimal) -> str:
     """A price as exact plain decimal text: ``0.000975``, ``9.5`` (never ``9.75E-4``)."""
-    text = format(number.normalize(), "f")
-    return text
+    return format(number.normalize(), "f")
 
 
 def _rounded(number: Decimal) -> str:
