@@ -1,0 +1,310 @@
+"""Recognise output values (text, local media files, URLs, JSON) and render them as safe HTML.
+
+Every fragment produced here is safe to drop into a page: model and user text is HTML-escaped,
+local files are embedded as base64 ``data:`` URIs (so the HTML keeps working after the file store
+or Replicate's copy is gone and when the page is moved), and URLs are shown as links, never fetched.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+__all__ = ["CSS", "MediaRenderer", "is_missing", "is_url", "local_path", "media_type"]
+
+_MIME_BY_SUFFIX = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+    ".bmp": "image/bmp",
+    ".svg": "image/svg+xml",
+    ".wav": "audio/wav",
+    ".mp3": "audio/mpeg",
+    ".ogg": "audio/ogg",
+    ".flac": "audio/flac",
+    ".m4a": "audio/mp4",
+    ".aac": "audio/aac",
+    ".mp4": "video/mp4",
+    ".webm": "video/webm",
+    ".mov": "video/quicktime",
+}
+
+# Magic numbers for files stored without a telling suffix.
+_SIGNATURES = [
+    (0, b"\x89PNG\r\n\x1a\n", "image/png"),
+    (0, b"\xff\xd8\xff", "image/jpeg"),
+    (0, b"GIF87a", "image/gif"),
+    (0, b"GIF89a", "image/gif"),
+    (8, b"WEBP", "image/webp"),
+    (8, b"WAVE", "audio/wav"),
+    (0, b"ID3", "audio/mpeg"),
+    (0, b"OggS", "audio/ogg"),
+    (0, b"fLaC", "audio/flac"),
+    (4, b"ftyp", "video/mp4"),
+    (0, b"\x1aE\xdf\xa3", "video/webm"),
+]
+
+# Formats Pillow can shrink; SVG and animations are embedded as they are.
+_RESIZABLE = {"image/png", "image/jpeg", "image/webp", "image/bmp", "image/gif"}
+_SMALL_IMAGE_BYTES = 200_000
+
+CSS = """
+.rb-root { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; font-size: 13px; color: #1f2328; }
+.rb-root table.rb-table { border-collapse: collapse; table-layout: auto; }
+.rb-root .rb-table th, .rb-root .rb-table td { border: 1px solid #d0d7de; padding: 6px 8px;
+  vertical-align: top; text-align: left; }
+.rb-root .rb-table thead th { background: #f6f8fa; position: sticky; top: 0; z-index: 1;
+  overflow-wrap: break-word; max-width: 420px; }
+.rb-root .rb-table tbody th { background: #fbfcfd; font-weight: 500; max-width: 260px; }
+.rb-root .rb-table td { min-width: 180px; max-width: 420px; }
+.rb-root .rb-item + .rb-item { border-top: 1px dashed #d0d7de; margin-top: 6px; padding-top: 6px; }
+.rb-root .rb-text { white-space: pre-wrap; overflow-wrap: anywhere; margin: 0;
+  font-family: inherit; line-height: 1.4; }
+.rb-root pre.rb-text { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 12px; }
+.rb-root details.rb-more > summary { cursor: pointer; color: #0969da; font-size: 12px; }
+.rb-root img.rb-media { max-width: 100%; height: auto; display: block; border-radius: 3px; }
+.rb-root video.rb-media { max-width: 100%; display: block; }
+.rb-root audio.rb-media { width: 100%; min-width: 160px; }
+.rb-root .rb-gallery { display: flex; flex-wrap: wrap; gap: 4px; }
+.rb-root .rb-gallery > * { flex: 1 1 45%; min-width: 0; }
+.rb-root .rb-badges { margin-top: 4px; display: flex; flex-wrap: wrap; gap: 3px; }
+.rb-root .rb-badge { font-size: 11px; padding: 1px 6px; border-radius: 9px; background: #eaeef2;
+  color: #424a53; white-space: nowrap; }
+.rb-root .rb-badge.rb-bad { background: #ffebe9; color: #a40e26; }
+.rb-root .rb-badge.rb-cached { background: #ddf4ff; color: #0550ae; }
+.rb-root .rb-badge.rb-param { background: #fff8c5; color: #6f4e00; }
+.rb-root .rb-error { color: #a40e26; font-size: 12px; overflow-wrap: anywhere; }
+.rb-root .rb-none, .rb-root .rb-missing { color: #6e7781; font-style: italic; }
+.rb-root a { color: #0969da; overflow-wrap: anywhere; }
+"""
+
+
+def is_missing(value: Any) -> bool:
+    """True for None, NaN, pd.NA and NaT (and False for lists, which pd.isna would split up)."""
+    if value is None:
+        return True
+    if isinstance(value, float):
+        return math.isnan(value)
+    try:
+        import pandas as pd
+
+        return value is pd.NA or value is pd.NaT
+    except ImportError:  # pragma: no cover - pandas is a dependency
+        return False
+
+
+def is_url(value: Any) -> bool:
+    """True for an http(s) URL string (shown as a link, never fetched)."""
+    return isinstance(value, str) and value.strip().lower().startswith(("http://", "https://"))
+
+
+def local_path(value: Any) -> Path | None:
+    """The existing local file `value` names, or None.
+
+    Accepts os.PathLike objects, str subclasses with a ``.path`` attribute (file-store outputs)
+    and absolute path strings; URLs, relative strings and missing files give None.
+    """
+    if isinstance(value, os.PathLike):
+        candidate = Path(value)
+    elif isinstance(value, str):
+        raw = getattr(value, "path", None)
+        text = str(raw) if raw is not None else str(value)
+        if is_url(text) or "\n" in text or len(text) > 4096:
+            return None
+        candidate = Path(text)
+        if not candidate.is_absolute():
+            return None
+    else:
+        return None
+    try:
+        return candidate if candidate.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+def _looks_like_media_path(value: Any) -> bool:
+    """An absolute path string with a media suffix (used to say "missing file" instead of text)."""
+    if not isinstance(value, str) or "\n" in value or len(value) > 4096:
+        return False
+    text = str(getattr(value, "path", value))
+    return text.startswith("/") and Path(text).suffix.lower() in _MIME_BY_SUFFIX
+
+
+def media_type(path: Path) -> str | None:
+    """The MIME type of a local file, from its suffix or else its first bytes; None if unknown."""
+    mime = _MIME_BY_SUFFIX.get(path.suffix.lower())
+    if mime:
+        return mime
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+    except OSError:
+        return None
+    for offset, magic, sniffed in _SIGNATURES:
+        if head[offset : offset + len(magic)] == magic:
+            return sniffed
+    return None
+
+
+def _escape(text: str) -> str:
+    return html.escape(text, quote=True)
+
+
+def _human_size(size: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024  # type: ignore[assignment]
+    return f"{size} B"  # pragma: no cover
+
+
+class MediaRenderer:
+    """Turns output values into HTML fragments, caching encoded files by path.
+
+    `max_text`: characters shown before the rest folds into a ``<details>`` (None: no folding).
+    `max_px`: longest side of embedded images; bigger or heavy images are re-encoded with Pillow
+    (None: embed the original bytes, i.e. full size). `max_embed_bytes`: files larger than this
+    are not embedded; their name and size are shown instead.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_text: int | None = 600,
+        max_px: int | None = 384,
+        max_embed_bytes: int = 25_000_000,
+    ) -> None:
+        self.max_text = max_text
+        self.max_px = max_px
+        self.max_embed_bytes = max_embed_bytes
+        self._uris: dict[tuple[str, int, int], tuple[str, str] | None] = {}
+
+    def render(self, value: Any) -> str:
+        """HTML for one output value: media inline, URLs as links, text escaped, JSON pretty."""
+        if is_missing(value):
+            return '<span class="rb-none">no output</span>'
+        path = local_path(value)
+        if path is not None:
+            return self.render_file(path)
+        if isinstance(value, str):
+            if is_url(value):
+                return self.render_link(value)
+            if _looks_like_media_path(value):
+                return f'<span class="rb-missing">missing file: {_escape(str(value))}</span>'
+            return self.render_text(value)
+        if isinstance(value, (list, tuple)) and value and all(
+            local_path(item) is not None or is_url(item) or _looks_like_media_path(item)
+            for item in value
+        ):
+            return '<div class="rb-gallery">' + "".join(self.render(v) for v in value) + "</div>"
+        if isinstance(value, (bytes, bytearray)):
+            return f'<span class="rb-none">{len(value)} bytes</span>'
+        return self.render_text(_to_json(value), monospace=True)
+
+    def render_text(self, text: str, *, monospace: bool = False) -> str:
+        """Escaped, wrapped text; past `max_text` characters the rest folds into ``<details>``."""
+        tag = "pre" if monospace else "div"
+        if self.max_text is None or len(text) <= self.max_text:
+            return f'<{tag} class="rb-text">{_escape(text)}</{tag}>'
+        cut = self.max_text
+        # Fold at a space near the limit rather than mid-word, when there is one.
+        space = text.rfind(" ", int(cut * 0.8), cut)
+        if space > 0:
+            cut = space
+        head, tail = text[:cut], text[cut:]
+        return (
+            f'<{tag} class="rb-text">{_escape(head)}<details class="rb-more">'
+            f"<summary>show {len(tail):,} more characters</summary>{_escape(tail)}</details></{tag}>"
+        )
+
+    @staticmethod
+    def render_link(url: str) -> str:
+        """An escaped link that opens in a new tab without handing over the opener."""
+        escaped = _escape(url.strip())
+        return (
+            f'<a href="{escaped}" target="_blank" rel="noopener noreferrer nofollow">{escaped}</a>'
+        )
+
+    def render_file(self, path: Path) -> str:
+        """A local file inline as ``<img>``/``<audio>``/``<video>`` with a data URI."""
+        mime = media_type(path)
+        name = _escape(path.name)
+        if mime is None:
+            return f'<span class="rb-none">file {name}</span>'
+        encoded = self.data_uri(path, mime)
+        if encoded is None:
+            size = _human_size(path.stat().st_size)
+            return f'<span class="rb-none">{name} ({size}, too large to embed)</span>'
+        uri, _ = encoded
+        kind = mime.split("/", 1)[0]
+        if kind == "image":
+            return f'<img class="rb-media" src="{uri}" alt="{name}" title="{name}">'
+        if kind == "audio":
+            return f'<audio class="rb-media" controls preload="metadata" src="{uri}"></audio>'
+        return f'<video class="rb-media" controls muted preload="metadata" src="{uri}"></video>'
+
+    def data_uri(self, path: Path, mime: str) -> tuple[str, str] | None:
+        """``(data URI, MIME type)`` of the file, shrunk when it is a big image; None if too big."""
+        stat = path.stat()
+        key = (str(path), stat.st_mtime_ns, stat.st_size)
+        if key not in self._uris:
+            self._uris[key] = self._encode(path, mime, stat.st_size)
+        return self._uris[key]
+
+    def _encode(self, path: Path, mime: str, size: int) -> tuple[str, str] | None:
+        data: bytes | None = None
+        if mime in _RESIZABLE and self.max_px is not None:
+            shrunk = _shrink_image(path, self.max_px, force=size > _SMALL_IMAGE_BYTES)
+            if shrunk is not None:
+                data, mime = shrunk
+        if data is None:
+            if size > self.max_embed_bytes:
+                return None
+            data = path.read_bytes()
+        return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}", mime
+
+
+def _shrink_image(path: Path, max_px: int, *, force: bool) -> tuple[bytes, str] | None:
+    """Re-encode an image to fit `max_px` (JPEG, or PNG when it has transparency).
+
+    Returns None when the original is fine as it is (small enough, animated, or unreadable).
+    """
+    try:
+        from PIL import Image
+    except ImportError as exc:  # pragma: no cover - pillow is a dependency
+        raise ImportError("embedding images needs Pillow: pip install pillow") from exc
+    try:
+        with Image.open(path) as image:
+            if getattr(image, "is_animated", False):
+                return None
+            if max(image.size) <= max_px and not force:
+                return None
+            image.load()
+            has_alpha = image.mode in ("RGBA", "LA", "PA") or (
+                image.mode == "P" and "transparency" in image.info
+            )
+            image = image.convert("RGBA" if has_alpha else "RGB")
+            image.thumbnail((max_px, max_px))
+            buffer = io.BytesIO()
+            if has_alpha:
+                image.save(buffer, format="PNG", optimize=True)
+                return buffer.getvalue(), "image/png"
+            image.save(buffer, format="JPEG", quality=85, optimize=True)
+            return buffer.getvalue(), "image/jpeg"
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+
+
+def _to_json(value: Any) -> str:
+    try:
+        return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):
+        return repr(value)
