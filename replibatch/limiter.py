@@ -1,16 +1,44 @@
-"""Token-bucket arithmetic with an injected clock.
+"""Token-bucket arithmetic with an injected clock, and the adaptive limiter built on it.
 
-Nothing here sleeps or polls: callers ask how long to wait (`TokenBucket.reserve`) or whether a
-token is available now (`TokenBucket.try_take`), and do the waiting themselves. The same bucket
-serves the client (which waits) and the simulator (which answers 429).
+Nothing here sleeps or polls: callers ask how long to wait (`TokenBucket.reserve`,
+`AdaptiveRateLimiter.reserve`) or whether a token is available now (`TokenBucket.try_take`), and
+do the waiting themselves. The same bucket serves the client (which waits) and the simulator
+(which answers 429).
+
+`AdaptiveRateLimiter` paces prediction creates (and, through `read_limiter`, reads):
+
+- starts at the given rate, or Replicate's default (600 creates/min, 3000 reads/min);
+- on a 429 (`on_throttled`) every create pauses for the server's hint (`retry_after_seconds`
+  reads it from a Retry-After header, a ``retry_after`` body field or "resets in ~30s") or an
+  exponential backoff, then the rate drops by `decrease_factor` (once per throttle episode);
+- each success (`on_success`) adds back `recovery_fraction` of the ceiling, up to the ceiling;
+- with no explicit rate, the ceiling follows the capacity the server advertises in
+  ``ratelimit-remaining`` (remaining + 1 per minute, the highest seen), so a 6,000/min account
+  runs at 6,000/min untuned. An explicit rate is a hard ceiling.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import re
 import time
-from typing import Callable
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import Any, Callable
 
-__all__ = ["Clock", "TokenBucket"]
+__all__ = [
+    "DEFAULT_CREATE_RATE",
+    "DEFAULT_READ_RATE",
+    "AdaptiveRateLimiter",
+    "Clock",
+    "Reservation",
+    "TokenBucket",
+    "poll_interval",
+    "read_limiter",
+    "retry_after_seconds",
+]
 
 Clock = Callable[[], float]
 
@@ -92,3 +120,289 @@ class TokenBucket:
         """Empty the bucket and push the next token `seconds` into the future (server said wait)."""
         self._refill()
         self._tokens = min(self._tokens, -seconds * self._rate)
+
+
+DEFAULT_CREATE_RATE = 600.0
+"""Replicate's create-prediction limit per minute (the default ceiling when none is given)."""
+DEFAULT_READ_RATE = 3000.0
+"""Replicate's limit per minute for every other endpoint (polling included)."""
+
+_POLL_FIRST = 0.5
+_POLL_GROWTH = 1.5
+_POLL_CAP = 5.0
+
+_DURATION_RE = re.compile(
+    r"(?:~|\bin\s+~?)\s*(\d+(?:\.\d+)?)\s*"
+    r"(ms|milliseconds?|s|secs?|seconds?|m|mins?|minutes?|h|hrs?|hours?)\b",
+    re.IGNORECASE,
+)
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def poll_interval(attempt: int) -> float:
+    """Seconds to wait before poll number `attempt` (0-based) of one prediction.
+
+    0.5 s, then x1.5 per attempt, capped at 5 s: quick answers for fast models, and at most
+    one poll per 5 s per prediction for slow ones (well inside the 3000/min read limit for a few
+    hundred predictions in flight). Raises ValueError for a negative attempt.
+    """
+    if attempt < 0:
+        raise ValueError(f"attempt must be >= 0, got {attempt!r}")
+    return min(_POLL_CAP, _POLL_FIRST * _POLL_GROWTH ** min(attempt, 64))
+
+
+def retry_after_seconds(
+    headers: Mapping[str, Any] | None, body: object, *, now: datetime | None = None
+) -> float | None:
+    """The server's "retry after" hint in seconds, or None when it gave nothing usable.
+
+    Looks, in order, at the ``Retry-After`` header (seconds or an HTTP date, compared with `now`,
+    default the current UTC time), a ``retry_after`` field of the JSON body, and a duration in
+    the body's ``detail`` ("resets in ~30s", "~1m", "available in 2 seconds"). `body` may be a
+    decoded dict, JSON text/bytes or plain text. Never raises for malformed input.
+    """
+    header = _header(headers, "retry-after")
+    if header is not None:
+        seconds = _seconds(header)
+        if seconds is None:
+            try:
+                moment = parsedate_to_datetime(header.strip())
+            except (TypeError, ValueError, IndexError):
+                moment = None
+            if moment is not None:
+                if moment.tzinfo is None:
+                    moment = moment.replace(tzinfo=timezone.utc)
+                seconds = max(0.0, (moment - (now or datetime.now(timezone.utc))).total_seconds())
+        if seconds is not None:
+            return seconds
+
+    if isinstance(body, (bytes, bytearray)):
+        body = bytes(body).decode("utf-8", "replace")
+    if isinstance(body, str):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            body = {"detail": body}
+    if not isinstance(body, Mapping):
+        return None
+    seconds = _seconds(body.get("retry_after"))
+    if seconds is not None:
+        return seconds
+    detail = body.get("detail")
+    if isinstance(detail, str):
+        match = _DURATION_RE.search(detail)
+        if match:
+            unit = match.group(2).lower()
+            scale = _UNIT_SECONDS["ms" if unit.startswith(("ms", "milli")) else unit[0]]
+            return float(match.group(1)) * scale
+    return None
+
+
+class Reservation:
+    """One caller's place in the create queue; ask `wait()` until it returns 0, then send.
+
+    If a pause began after the place was taken (a 429 elsewhere), the place is void and `wait()`
+    queues the caller again behind the pause, in the order callers come back.
+    """
+
+    __slots__ = ("_limiter", "_epoch", "_due")
+
+    def __init__(self, limiter: AdaptiveRateLimiter) -> None:
+        self._limiter = limiter
+        self._epoch = limiter._epoch
+        self._due = limiter._clock() + limiter._bucket.reserve()
+
+    def wait(self) -> float:
+        """Seconds still to wait before sending (0.0: go now)."""
+        limiter = self._limiter
+        now = limiter._clock()
+        if self._epoch != limiter._epoch:
+            self._epoch = limiter._epoch
+            self._due = now + limiter._bucket.reserve()
+        return max(0.0, self._due - now)
+
+
+class AdaptiveRateLimiter:
+    """Paces requests under a rate that backs off on 429 and learns the server's capacity.
+
+    `rate_per_minute`: an explicit hard ceiling, or None to start at `default_rate` and follow
+    the capacity the server advertises (see `observe`). `burst`: fixed burst size, or None for
+    one second's worth of the current rate (at least 1), so a fresh start does not fire a storm.
+    Raises ValueError for a rate, burst or tuning value out of range.
+    """
+
+    def __init__(
+        self,
+        rate_per_minute: float | None = None,
+        *,
+        burst: float | None = None,
+        clock: Clock = time.monotonic,
+        default_rate: float = DEFAULT_CREATE_RATE,
+        decrease_factor: float = 0.7,
+        recovery_fraction: float = 0.01,
+        min_rate: float = 1.0,
+        backoff_base: float = 2.0,
+        backoff_cap: float = 60.0,
+    ) -> None:
+        ceiling = default_rate if rate_per_minute is None else rate_per_minute
+        if not ceiling > 0 or not math.isfinite(ceiling):
+            raise ValueError(f"rate_per_minute must be a positive number, got {ceiling!r}")
+        if burst is not None and not burst > 0:
+            raise ValueError(f"burst must be > 0, got {burst!r}")
+        if not 0 < decrease_factor < 1:
+            raise ValueError(f"decrease_factor must be in (0, 1), got {decrease_factor!r}")
+        if not 0 < recovery_fraction <= 1:
+            raise ValueError(f"recovery_fraction must be in (0, 1], got {recovery_fraction!r}")
+        if not 0 < min_rate <= ceiling:
+            raise ValueError(f"min_rate must be in (0, {ceiling}], got {min_rate!r}")
+        self._clock = clock
+        self._learns_ceiling = rate_per_minute is None
+        self._ceiling = float(ceiling)
+        self._rate = float(ceiling)
+        self._fixed_burst = None if burst is None else float(burst)
+        self._decrease = decrease_factor
+        self._recovery = recovery_fraction
+        self._min_rate = min(float(min_rate), self._ceiling)
+        self._backoff_base = backoff_base
+        self._backoff_cap = backoff_cap
+        self._throttle_streak = 0
+        self._paused_until = -math.inf
+        self._epoch = 0
+        self._bucket = TokenBucket(self._rate, self._burst_for(self._rate), clock=clock)
+
+    @property
+    def rate_per_minute(self) -> float:
+        """The rate creates are paced at now."""
+        return self._rate
+
+    @property
+    def ceiling_per_minute(self) -> float:
+        """The most the rate may reach: the explicit rate, or the capacity learned so far."""
+        return self._ceiling
+
+    @property
+    def learns_ceiling(self) -> bool:
+        """True when no explicit rate was given and the ceiling follows the server."""
+        return self._learns_ceiling
+
+    def reserve(self) -> Reservation:
+        """Take a place in the queue (fair: first come, first served)."""
+        return Reservation(self)
+
+    def delay(self) -> float:
+        """Take a place and return the seconds to wait before sending.
+
+        Unlike `reserve`, the answer does not follow a pause that starts while the caller waits;
+        callers that wait long should use `reserve()` and ask `Reservation.wait()` again.
+        """
+        return Reservation(self).wait()
+
+    def pause_remaining(self) -> float:
+        """Seconds left in the current pause (0.0 when not paused)."""
+        return max(0.0, self._paused_until - self._clock())
+
+    def on_throttled(self, retry_after: float | None = None) -> float:
+        """The server answered 429: pause every caller and lower the rate; return the pause.
+
+        The pause is `retry_after` seconds, or an exponential backoff (`backoff_base` doubling
+        per consecutive throttle, capped at `backoff_cap`) when the server gave no hint. 429s
+        that arrive during a pause belong to the same episode: they may lengthen the pause but
+        do not lower the rate again.
+        """
+        now = self._clock()
+        if retry_after is None or not math.isfinite(retry_after) or retry_after < 0:
+            pause = min(self._backoff_cap, self._backoff_base * 2.0**min(self._throttle_streak, 32))
+        else:
+            pause = float(retry_after)
+        if now < self._paused_until:
+            if now + pause > self._paused_until:
+                self._pause(now, pause)
+            return self._paused_until - now
+        self._throttle_streak += 1
+        self._rate = max(self._min_rate, self._rate * self._decrease)
+        self._pause(now, pause)
+        return pause
+
+    def on_success(self) -> None:
+        """A request went through: recover the rate additively, up to the ceiling.
+
+        Successes during a pause (requests sent before it) do not count.
+        """
+        if self._clock() < self._paused_until:
+            return
+        self._throttle_streak = 0
+        if self._rate < self._ceiling:
+            self._set_rate(min(self._ceiling, self._rate + self._ceiling * self._recovery))
+
+    def observe(self, headers: Mapping[str, Any] | None) -> None:
+        """Read ``ratelimit-remaining`` / ``ratelimit-reset`` from a response to the requests
+        this limiter paces (only those: reads and creates have separate limits).
+
+        With no explicit rate, remaining + 1 is a lower bound of the per-minute capacity: the
+        ceiling rises to the highest seen, and so does the rate unless it is recovering from a
+        throttle. When nothing remains, callers pause until the advertised reset. Malformed or
+        missing headers are ignored.
+        """
+        remaining = _seconds(_header(headers, "ratelimit-remaining"))
+        if remaining is None:
+            return
+        if self._learns_ceiling and remaining + 1 > self._ceiling:
+            at_ceiling = self._rate >= self._ceiling
+            self._ceiling = remaining + 1
+            if at_ceiling:
+                self._set_rate(self._ceiling)
+        if remaining < 1:
+            reset = _seconds(_header(headers, "ratelimit-reset"))
+            if reset:
+                now = self._clock()
+                if now + reset > self._paused_until:
+                    self._pause(now, reset)
+
+    def _burst_for(self, rate: float) -> float:
+        return self._fixed_burst if self._fixed_burst is not None else max(1.0, rate / 60.0)
+
+    def _set_rate(self, rate: float) -> None:
+        self._rate = rate
+        self._bucket.set_rate(rate, self._burst_for(rate))
+
+    def _pause(self, now: float, seconds: float) -> None:
+        # A fresh, empty bucket voids every outstanding place (their holders re-queue through
+        # Reservation.wait) and makes the first new place due exactly when the pause ends.
+        self._paused_until = now + seconds
+        self._epoch += 1
+        self._bucket = TokenBucket(self._rate, self._burst_for(self._rate), clock=self._clock)
+        self._bucket.drain(seconds - 60.0 / self._rate)
+
+
+def read_limiter(
+    rate_per_minute: float | None = None, *, clock: Clock = time.monotonic
+) -> AdaptiveRateLimiter:
+    """An AdaptiveRateLimiter for reads (polls, cancels, lists): 3000/min unless told otherwise."""
+    return AdaptiveRateLimiter(rate_per_minute, clock=clock, default_rate=DEFAULT_READ_RATE)
+
+
+def _header(headers: Mapping[str, Any] | None, name: str) -> str | None:
+    if not headers:
+        return None
+    value = headers.get(name)
+    if value is None:
+        # Plain dicts are case-sensitive; httpx.Headers is not.
+        for key, item in headers.items():
+            if isinstance(key, str) and key.lower() == name:
+                value = item
+                break
+    if isinstance(value, (list, tuple)):
+        value = value[0] if value else None
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    return None if value is None else str(value)
+
+
+def _seconds(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        seconds = float(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, seconds) if math.isfinite(seconds) else None
