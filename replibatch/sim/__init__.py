@@ -1,0 +1,144 @@
+"""A local Replicate-compatible HTTP server for tests, benchmarks and offline runs.
+
+    with replibatch.sim.serve(time_scale=0.01, seed=1) as server:
+        client = replicate.Client(api_token="r8_test", base_url=server.url)
+        client.run("replibatch/tiny-llama", input={"prompt": "hi"})
+        server.stats.creates        # -> 1
+
+It speaks the Replicate HTTP API on real loopback sockets (predictions by version, official model
+or deployment; get, cancel, list; models, versions, deployments; files; hardware; account; SSE
+streams), with auth, rate limits, ``Prefer: wait``, expiring outputs, injectable faults and
+counters. Demo models: ``replibatch/tiny-llama``, ``replibatch/pixel-diffusion``,
+``replibatch/official-chat`` and deployment ``replibatch/tiny-llama-prod``.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from replibatch.sim.cog import BasePredictor, FileInput, Input, OutputFile
+from replibatch.sim.faults import SimOptions
+from replibatch.sim.models import (
+    HARDWARE,
+    SimDeployment,
+    SimModel,
+    default_deployments,
+    default_models,
+)
+from replibatch.sim.server import SimServer
+from replibatch.sim.state import Stats
+
+__all__ = [
+    "HARDWARE",
+    "BasePredictor",
+    "FileInput",
+    "Input",
+    "OutputFile",
+    "SimDeployment",
+    "SimModel",
+    "SimOptions",
+    "SimServer",
+    "Stats",
+    "default_deployments",
+    "default_models",
+    "serve",
+]
+
+
+def serve(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    models: Iterable[SimModel] | None = None,
+    deployments: Iterable[SimDeployment] | None = None,
+    api_tokens: Iterable[str] | None = None,
+    create_rate: float | None = 600.0,
+    create_burst: float | None = None,
+    read_rate: float | None = 3000.0,
+    read_burst: float | None = None,
+    retry_after_header: bool = True,
+    retry_after_body: bool = False,
+    time_scale: float = 1.0,
+    predict_time: float | None = None,
+    queue_delay: float = 0.0,
+    retention: float = 3600.0,
+    error_rate: float = 0.0,
+    error_statuses: Iterable[int] = (500, 502, 503),
+    drop_rate: float = 0.0,
+    drop_after_create_rate: float = 0.0,
+    slow_rate: float = 0.0,
+    slow_delay: float = 1.0,
+    failure_rate: float = 0.0,
+    failure_message: str = SimOptions.failure_message,
+    fault_scope: str = "all",
+    page_size: int = 100,
+    seed: int | None = None,
+) -> SimServer:
+    """Start a simulator on a background thread and return it (already serving).
+
+    Use it as a context manager (``with serve() as server:``) or call ``server.close()``.
+    Every option but host, port, models and deployments can be changed later with
+    ``server.configure(**changes)``.
+
+    Server:
+      host="127.0.0.1", port=0 (0: an ephemeral port; ``server.url`` tells which).
+      models=None: the demo models (:func:`default_models`); pass a list to host others.
+      deployments=None: the demo deployment (:func:`default_deployments`).
+      api_tokens=None: any non-empty Bearer/Token is accepted; a collection restricts it.
+      page_size=100: predictions per page of ``GET /v1/predictions``.
+    Rate limits (token buckets, per real minute; None = unlimited, and no ratelimit headers):
+      create_rate=600.0 for the three create-prediction routes; read_rate=3000.0 for the rest.
+      create_burst / read_burst=None: bucket size, default a minute's worth (as the real
+      service's ``ratelimit-remaining: 599`` after one create shows).
+      retry_after_header=True: send ``Retry-After`` with a 429.
+      retry_after_body=False: add a ``retry_after`` field to the 429 body.
+    Time (model time; real seconds = model seconds x time_scale):
+      time_scale=1.0: 0.01 runs a 2 s prediction in 20 ms. Metrics report the real time spent.
+      predict_time=None: fixed predict seconds per prediction instead of the model's own.
+      queue_delay=0.0: seconds spent ``starting`` (queue / cold boot) before ``processing``.
+      retention=3600.0: seconds after completion until input, output and output files are
+      deleted (``data_removed: true``; file URLs answer 404).
+    Faults (decided by an RNG seeded with ``seed``; rates are probabilities per request):
+      error_rate=0.0: answer with one of error_statuses=(500, 502, 503) (502 has an HTML body).
+      drop_rate=0.0: close the connection without answering, before doing anything.
+      drop_after_create_rate=0.0: record the prediction, then close without answering.
+      slow_rate=0.0 / slow_delay=1.0: add slow_delay real seconds before answering.
+      failure_rate=0.0 / failure_message: the prediction ends ``failed`` with that error.
+      fault_scope="all": which requests the HTTP faults hit: "all", "create" or "read".
+      seed=None: RNG seed for faults (None: unpredictable).
+    ``Cancel-After`` headers are honoured in real seconds.
+
+    Raises ValueError for an out-of-range option, TypeError for an unsupported model, OSError
+    when the port cannot be bound.
+    """
+    options = SimOptions(
+        api_tokens=frozenset(api_tokens) if api_tokens is not None else None,
+        create_rate=create_rate,
+        create_burst=create_burst,
+        read_rate=read_rate,
+        read_burst=read_burst,
+        retry_after_header=retry_after_header,
+        retry_after_body=retry_after_body,
+        time_scale=time_scale,
+        predict_time=predict_time,
+        queue_delay=queue_delay,
+        retention=retention,
+        error_rate=error_rate,
+        error_statuses=tuple(error_statuses),
+        drop_rate=drop_rate,
+        drop_after_create_rate=drop_after_create_rate,
+        slow_rate=slow_rate,
+        slow_delay=slow_delay,
+        failure_rate=failure_rate,
+        failure_message=failure_message,
+        fault_scope=fault_scope,  # type: ignore[arg-type]
+        page_size=page_size,
+        seed=seed,
+    ).checked()
+    return SimServer(
+        options,
+        list(models) if models is not None else default_models(),
+        list(deployments) if deployments is not None else default_deployments(),
+        host=host,
+        port=port,
+    )
