@@ -1,0 +1,239 @@
+import subprocess
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.collections import PathCollection  # noqa: E402
+
+from replibatch import plot  # noqa: E402
+from replibatch.errors import ConfigurationError  # noqa: E402
+
+VERSIONED = "acme/diffuse:" + "0123456789abcdef" * 4
+MODELS = ["acme/tiny", VERSIONED, "acme/huge-model-with-a-long-name"]
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+@pytest.fixture
+def res():
+    """3 models × 2 temperatures × 2 max_tokens × 2 samples, some unknown costs and latencies."""
+    rng = np.random.default_rng(7)
+    rows = []
+    submitted = 1_700_000_000.0
+    for model in MODELS:
+        for temperature in (0.2, 0.8):
+            for max_tokens in (64, 256):
+                for sample in (0, 1):
+                    predict = rng.uniform(0.5, 3.0)
+                    queue = rng.uniform(0.0, 1.0)
+                    latency = queue + predict + 0.2
+                    rows.append({
+                        "prompt": "hi", "temperature": temperature, "max_tokens": max_tokens,
+                        "sample": sample, "model": model, "output": "x", "status": "succeeded",
+                        "error": None, "queue_s": queue, "predict_s": predict,
+                        "latency_s": latency, "cost_usd": predict * 0.001, "cached": False,
+                        "submitted_at": submitted, "completed_at": submitted + latency,
+                    })
+                    submitted += 0.25
+    frame = pd.DataFrame(rows)
+    frame.loc[[0, 5], "cost_usd"] = np.nan
+    frame.loc[[1], "latency_s"] = np.nan
+    return frame
+
+
+def _tick_texts(ax, axis="x"):
+    labels = ax.get_xticklabels() if axis == "x" else ax.get_yticklabels()
+    return [t.get_text() for t in labels]
+
+
+def _points(ax):
+    return sum(len(c.get_offsets()) for c in ax.collections if isinstance(c, PathCollection))
+
+
+def test_importing_plot_does_not_import_matplotlib():
+    code = "import sys, replibatch.plot; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_labels_shorten_versions_and_long_names():
+    assert plot.short_label(VERSIONED) == "acme/diffuse:01234567"
+    assert plot.short_label("x" * 40) == "x" * 27 + "…"
+    assert plot.short_label(256.0) == "256" and plot.short_label(0.25) == "0.25"
+    assert plot.tick_label("acme/huge-model-with-a-long-name") == "acme/\nhuge-model-with-a-long-name"
+
+
+def test_latency_groups_drop_unknown_values(res):
+    groups = plot.latency_groups(res, x="model", y="latency_s")
+    assert list(groups) == [(m, None) for m in MODELS]
+    assert len(groups[(MODELS[0], None)]) == 7  # row 1 has no latency
+    np.testing.assert_allclose(groups[(MODELS[2], None)], res.loc[res.model == MODELS[2], "latency_s"])
+
+
+def test_latency_draws_one_box_per_model_and_every_point(res):
+    ax = plot.latency(res)
+    assert len(ax.patches) == 3  # patch_artist boxes
+    assert _points(ax) == len(res) - 1
+    assert _tick_texts(ax) == [plot.tick_label(m) for m in MODELS]
+    assert ax.get_xlabel() == "model" and ax.get_ylabel() == "latency (s)"
+    assert "Latency by model" in ax.get_title() and "1 row without latency_s" in ax.get_title()
+
+
+def test_latency_with_hue_splits_boxes_and_has_a_legend(res):
+    ax = plot.latency(res, hue="temperature")
+    assert len(ax.patches) == 3 * 2
+    legend = ax.get_legend()
+    assert legend.get_title().get_text() == "temperature"
+    assert [t.get_text() for t in legend.get_texts()] == ["0.2", "0.8"]
+
+
+def test_given_axes_are_drawn_on_and_returned(res):
+    fig, (left, right) = plt.subplots(1, 2)
+    assert plot.latency(res, ax=left) is left
+    assert plot.cost(res, ax=right) is right
+    assert len(fig.axes) == 2
+
+
+def test_cost_summary_counts_unknown_costs(res):
+    summary = plot.cost_summary(res).set_index("model")
+    assert summary["n"].tolist() == [6, 8, 8] and summary["n_unknown"].tolist() == [2, 0, 0]
+    known = res.loc[(res.model == MODELS[0]), "cost_usd"].dropna()
+    assert summary.loc[MODELS[0], "mean"] == pytest.approx(known.mean())
+    assert summary.loc[MODELS[0], "sd"] == pytest.approx(known.std())
+    assert summary.loc[MODELS[1], "total"] == pytest.approx(res.loc[res.model == MODELS[1], "cost_usd"].sum())
+
+
+def test_cost_bars_with_error_bars_and_a_note_on_unknown_costs(res):
+    ax = plot.cost(res)
+    summary = plot.cost_summary(res)
+    assert [p.get_height() for p in ax.patches] == pytest.approx(summary["mean"].tolist())
+    assert len(ax.lines) > 0  # error bar whiskers
+    assert ax.get_ylabel() == "mean cost per prediction (USD)"
+    assert "2 rows with unknown cost" in ax.get_title()
+    assert ax.texts[0].get_text().startswith("$")
+    total = plot.cost(res, stat="total")
+    assert [p.get_height() for p in total.patches] == pytest.approx(summary["total"].tolist())
+    assert total.get_ylabel() == "total cost (USD)"
+
+
+def test_cost_leaves_out_models_without_any_known_cost(res):
+    res.loc[res.model == MODELS[1], "cost_usd"] = np.nan
+    ax = plot.cost(res)
+    assert len(ax.patches) == 2
+    assert "10 rows with unknown cost" in ax.get_title()
+
+
+def test_cost_rejects_unknown_stat(res):
+    with pytest.raises(ConfigurationError, match="stat"):
+        plot.cost(res, stat="median")
+
+
+def test_cost_vs_latency_one_series_per_model(res):
+    ax = plot.cost_vs_latency(res)
+    series = [c for c in ax.collections if isinstance(c, PathCollection)]
+    assert len(series) == 3
+    assert _points(ax) == len(res) - 3  # rows 0, 1, 5 miss one of the two values
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [plot.short_label(m) for m in MODELS]
+    assert ax.get_xlabel() == "latency (s)" and ax.get_ylabel() == "cost (USD)"
+    plain = plot.cost_vs_latency(res, hue=None)
+    assert plain.get_legend() is None and _points(plain) == len(res) - 3
+
+
+def test_heatmap_table_aggregates_over_two_parameters(res):
+    table = plot.heatmap_table(res, x="temperature", y="max_tokens", value="predict_s")
+    assert table.index.tolist() == [64, 256] and table.columns.tolist() == [0.2, 0.8]
+    expected = res[(res.temperature == 0.8) & (res.max_tokens == 64)]["predict_s"].mean()
+    assert table.loc[64, 0.8] == pytest.approx(expected)
+    totals = plot.heatmap_table(res, x="temperature", y="max_tokens", value="cost_usd", agg="sum")
+    assert totals.to_numpy().sum() == pytest.approx(res["cost_usd"].sum())
+
+
+def test_heatmap_draws_cells_annotations_and_colorbar(res):
+    ax = plot.heatmap(res, x="temperature", y="max_tokens")
+    (image,) = ax.images
+    assert image.get_array().shape == (2, 2)
+    table = plot.heatmap_table(res, x="temperature", y="max_tokens")
+    assert sorted(t.get_text() for t in ax.texts) == sorted(f"{v:.3g}" for v in table.to_numpy().ravel())
+    assert _tick_texts(ax) == ["0.2", "0.8"] and _tick_texts(ax, "y") == ["64", "256"]
+    colorbar_axes = [a for a in ax.figure.axes if a is not ax]
+    assert colorbar_axes[0].get_ylabel() == "mean latency (s)"
+    assert not plot.heatmap(res, x="temperature", y="max_tokens", annot=False).texts
+
+
+def test_heatmap_leaves_empty_pairs_blank(res):
+    sparse = res[~((res.temperature == 0.8) & (res.max_tokens == 256))]
+    ax = plot.heatmap(sparse, x="temperature", y="max_tokens")
+    assert ax.images[0].get_array().mask.sum() == 1
+    assert len(ax.texts) == 3
+
+
+def test_timeline_spans_order_split_and_exclusions():
+    data = pd.DataFrame({
+        "submitted_at": [110.0, 100.0, 105.0, 101.0, np.nan],
+        "completed_at": [112.0, 104.0, 106.0, 103.0, np.nan],
+        "queue_s": [0.5, 1.0, np.nan, 0.0, np.nan],
+        "predict_s": [1.0, 2.5, 9.0, 1.0, np.nan],
+        "cached": [False, False, False, True, False],
+        "status": ["succeeded", "failed", "succeeded", "succeeded", "skipped_budget"],
+    }, index=["a", "b", "c", "d", "e"])
+    spans = plot.timeline_spans(data)
+    assert spans["row"].tolist() == ["b", "c", "a"]  # cached d and unsubmitted e left out
+    assert spans["start"].tolist() == [0.0, 5.0, 10.0]
+    assert spans["queue"].tolist() == [1.0, 0.0, 0.5]
+    assert spans["predict"].tolist() == [2.5, 1.0, 1.0]  # c's 9 s clipped to its 1 s wall time
+    assert (spans["queue"] + spans["predict"] + spans["other"]).tolist() == [4.0, 1.0, 2.0]
+    assert spans["end"].tolist() == [4.0, 6.0, 12.0]
+    assert spans["status"].tolist() == ["failed", "succeeded", "succeeded"]
+
+
+def test_peak_in_flight_counts_overlaps():
+    spans = pd.DataFrame({"start": [0.0, 1.0, 2.0, 5.0], "end": [3.0, 4.0, 5.0, 6.0]})
+    assert plot.peak_in_flight(spans) == 3  # at t=2..3 three overlap; 5.0 hand-over counts once
+    assert plot.peak_in_flight(spans.iloc[:0]) == 0
+
+
+def test_timeline_draws_three_spans_per_prediction(res):
+    res.loc[3, "status"] = "failed"
+    res.loc[[4, 6], "cached"] = True
+    ax = plot.timeline(res)
+    shown = len(res) - 2
+    assert len(ax.patches) == 3 * shown
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[:3] == ["queue (created → started)", "predict", "client: network, polling, files"]
+    assert "did not succeed" in labels
+    failed_markers = [c for c in ax.collections if isinstance(c, PathCollection)]
+    assert sum(len(c.get_offsets()) for c in failed_markers) == 1
+    spans = plot.timeline_spans(res)
+    assert f"{shown} predictions" in ax.get_title()
+    assert f"peak {plot.peak_in_flight(spans)} in flight" in ax.get_title()
+    assert "2 rows cached or not submitted" in ax.get_title()
+    assert ax.get_xlabel() == "seconds since first submit"
+
+
+def test_timeline_needs_submit_and_completion_times(res):
+    with pytest.raises(ConfigurationError, match="submitted_at"):
+        plot.timeline(res.drop(columns="submitted_at"))
+
+
+@pytest.mark.parametrize(
+    "draw",
+    [
+        lambda d: plot.latency(d, x="engine"),
+        lambda d: plot.cost(d, y="price"),
+        lambda d: plot.cost_vs_latency(d, hue="nope"),
+        lambda d: plot.heatmap(d, x="temperature", y="top_p"),
+    ],
+)
+def test_missing_columns_are_named(res, draw):
+    with pytest.raises(ConfigurationError, match="is not in the frame"):
+        draw(res)
