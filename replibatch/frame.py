@@ -115,10 +115,10 @@ def plan_jobs(
     """Turn every row of `df` into a Job; check the whole call first.
 
     `model`: a column of `df` (a column name wins over a reference spelled the same), or a
-    reference used for every row (default: the column
-    ``model``). `inputs`: None for every column but the model, ``sample`` and result columns; a
-    list of columns; or a dict mapping input name -> column. NaN/None cells are left out of
-    that row's input; numpy/pandas scalars become plain JSON types; files become FileInputs.
+    reference used for every row (default: the column ``model``). `inputs`: None for every
+    column but the model, ``sample`` and result columns; a list of columns; or a dict mapping
+    input name -> column. NaN/None cells are left out of that row's input; numpy/pandas
+    scalars become plain JSON types; files become FileInputs.
 
     Raises ConfigurationError (a ValueError) naming the column, row label and value type for: a
     frame that is not a DataFrame or is empty, no model, an unknown or duplicated column, an

@@ -2,7 +2,6 @@ import base64
 import hashlib
 import io
 import os
-from pathlib import Path
 
 import pytest
 from PIL import Image
