@@ -1,0 +1,137 @@
+import base64
+import html
+import re
+
+import ipywidgets
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from replibatch.browse import ALL, Browser, browse
+from replibatch.errors import ConfigurationError
+
+SCRIPT = "<script>alert(1)</script>"
+
+
+@pytest.fixture
+def image(tmp_path):
+    path = tmp_path / "files" / "ab" / "abcdef.png"
+    path.parent.mkdir(parents=True)
+    # Bigger than compare's thumbnails: the browser shows it at full size.
+    Image.new("RGB", (900, 700), (10, 120, 200)).save(path)
+    return path
+
+
+@pytest.fixture
+def res(image):
+    rows = []
+    for model in ("acme/text", "acme/image"):
+        for temperature in (0.2, 0.8):
+            for seed in range(3):
+                failed = model == "acme/text" and temperature == 0.8 and seed == 2
+                output = str(image) if model == "acme/image" else f"t={temperature} s={seed} {SCRIPT}"
+                rows.append({
+                    "prompt": "draw <b>a cat</b>", "temperature": temperature, "seed": seed,
+                    "model": model, "output": None if failed else output,
+                    "status": "failed" if failed else "succeeded",
+                    "error": "boom <b>" if failed else None, "prediction_id": f"p{len(rows)}",
+                    "version": "v1", "queue_s": 0.5, "predict_s": 1.5, "latency_s": 2.25,
+                    "cost_usd": 0.0042, "cost_basis": "predict_time", "cached": seed == 0,
+                })
+    return pd.DataFrame(rows, index=[f"r{i}" for i in range(len(rows))])
+
+
+def test_browse_returns_a_widget_backed_by_a_browser(res):
+    widget = browse(res, page_size=5)
+    assert isinstance(widget, ipywidgets.Widget)
+    assert isinstance(widget._replibatch_browser, Browser)
+    assert widget._replibatch_browser.detail in widget.children
+
+
+def test_filters_come_from_parameters_model_and_status(res):
+    b = Browser(res)
+    # prompt has a single value: nothing to filter on.
+    assert list(b.filters) == ["temperature", "seed", "model", "status"]
+    assert b.choices["seed"] == [0, 1, 2]
+    labels = [label for label, _ in b.filters["status"].options]
+    assert labels == ["(all)", "failed (1)", "succeeded (11)"]
+
+
+def test_pages_and_buttons(res):
+    b = Browser(res, page_size=5)
+    assert b.page_label.value == "page 1 of 3 · 12 of 12 rows"
+    assert [value for _, value in b.rows.options] == [0, 1, 2, 3, 4]
+    assert b.prev_button.disabled and not b.next_button.disabled
+    b.next_button.click()
+    b.next_button.click()
+    assert b.page == 2 and [value for _, value in b.rows.options] == [10, 11]
+    assert b.next_button.disabled
+    b.next_button.click()  # past the end: stays on the last page
+    assert b.page == 2
+    b.prev_button.click()
+    assert b.page == 1 and b.rows.value == 5
+
+
+def test_filtering_narrows_rows_and_resets_to_the_first_page(res):
+    b = Browser(res, page_size=2)
+    b.next_button.click()
+    b.set_filter("model", "acme/text")
+    b.set_filter("temperature", 0.8)
+    assert b.page == 0
+    assert b.matching_positions() == [3, 4, 5]
+    assert b.page_label.value == "page 1 of 2 · 3 of 12 rows"
+    b.filters["seed"].value = b.choices["seed"].index(2)  # as a user picking from the dropdown
+    assert b.matching_positions() == [5]
+    assert "failed" in b.rows.options[0][0]
+    assert "boom &lt;b&gt;" in b.detail.value and "no output" in b.detail.value
+    b.clear_filters()
+    assert all(d.value == ALL for d in b.filters.values()) and len(b.matching_positions()) == 12
+
+
+def test_no_match_says_so(res):
+    b = Browser(res)
+    b.set_filter("status", "failed")
+    b.set_filter("model", "acme/image")
+    assert b.rows.options == ()
+    assert "No rows match" in b.detail.value
+
+
+def test_detail_shows_text_in_full_escaped_with_inputs_timing_and_cost(res):
+    res.loc["r0", "output"] = "long " * 500 + SCRIPT
+    b = Browser(res)
+    b.rows.value = 0
+    shown = b.detail.value
+    assert SCRIPT not in shown and "<details" not in shown  # whole text, nothing folded
+    assert html.escape("long " * 500 + SCRIPT) in shown
+    assert html.escape("draw <b>a cat</b>") in shown
+    assert "2.25 s" in shown and "$0.0042" in shown and "predict_time" in shown
+    assert ">row r0<" in shown
+
+
+def test_detail_shows_images_at_full_size(res, image):
+    b = Browser(res)
+    b.set_filter("model", "acme/image")
+    (payload,) = re.findall(r'src="data:image/png;base64,([^"]+)"', b.detail.value)
+    assert base64.b64decode(payload) == image.read_bytes()
+
+
+def test_selecting_a_row_in_the_list_shows_it(res):
+    b = Browser(res, page_size=12)
+    b.rows.value = 7
+    assert ">row r7<" in b.detail.value
+    assert html.escape("acme/image") in b.detail.value
+
+
+def test_missing_values_can_be_filtered(res):
+    res["top_p"] = [0.9, np.nan] * 6
+    b = Browser(res)
+    assert b.choices["top_p"] == [0.9, None]
+    b.set_filter("top_p", np.nan)
+    assert b.matching_positions() == [1, 3, 5, 7, 9, 11]
+
+
+@pytest.mark.parametrize("page_size", [0, -1, 2.5, True])
+def test_bad_page_size(res, page_size):
+    with pytest.raises(ConfigurationError, match="page_size"):
+        browse(res, page_size=page_size)
