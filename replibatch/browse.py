@@ -240,10 +240,12 @@ class Browser:
         return (
             f'<style>{CSS}</style><div class="rb-root">'
             f"<h4>row {esc(str(self.res.index[position]))}</h4>"
-            f'<div class="rb-output">{output}</div>'
-            '<div style="display:flex; gap:24px; flex-wrap:wrap; margin-top:8px">'
-            f"<div><b>inputs</b>{table(self.parameters)}</div>"
-            f"<div><b>result</b>{table(results)}</div></div></div>"
+            # Output and its tables side by side when there is room, stacked when not.
+            '<div style="display:flex; gap:24px; flex-wrap:wrap; align-items:flex-start">'
+            f'<div class="rb-output" style="flex:1 1 480px; min-width:0">{output}</div>'
+            '<div style="flex:0 1 auto">'
+            f"<b>inputs</b>{table(self.parameters)}"
+            f"<b>result</b>{table(results)}</div></div></div>"
         )
 
 

@@ -81,6 +81,8 @@ CSS = """
 .rb-root .rb-badge.rb-bad { background: #ffebe9; color: #a40e26; }
 .rb-root .rb-badge.rb-cached { background: #ddf4ff; color: #0550ae; }
 .rb-root .rb-badge.rb-param { background: #fff8c5; color: #6f4e00; }
+.rb-root .rb-output > .rb-text { max-width: 100ch; }
+.rb-root .rb-output img.rb-media { max-height: 75vh; width: auto; }
 .rb-root .rb-error { color: #a40e26; font-size: 12px; overflow-wrap: anywhere; }
 .rb-root .rb-none, .rb-root .rb-missing { color: #6e7781; font-style: italic; }
 .rb-root a { color: #0969da; overflow-wrap: anywhere; }
