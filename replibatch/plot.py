@@ -224,7 +224,7 @@ def latency(
             box.set_facecolor((*colours[j][:3], 0.35))
             box.set_edgecolor(colours[j])
         if hue is not None:
-            boxes["boxes"][0].set_label(short_label(level))
+            boxes["boxes"][0].set_label(short_label(level, 40))
         for position, sample in zip(positions, samples):
             jitter = rng.uniform(-width * 0.2, width * 0.2, size=len(sample))
             ax.scatter(position + jitter, sample, s=12, color=colours[j], alpha=0.7, zorder=3)
@@ -354,7 +354,7 @@ def cost_vs_latency(
             color=colour,
             edgecolors="white",
             linewidths=0.5,
-            label=None if hue is None else short_label(level),
+            label=None if hue is None else short_label(level, 40),
         )
     ax.set_xlabel(axis_label(x))
     ax.set_ylabel(axis_label(y))

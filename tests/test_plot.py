@@ -143,7 +143,7 @@ def test_cost_vs_latency_one_series_per_model(res):
     series = [c for c in ax.collections if isinstance(c, PathCollection)]
     assert len(series) == 3
     assert _points(ax) == len(res) - 3  # rows 0, 1, 5 miss one of the two values
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == [plot.short_label(m) for m in MODELS]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [plot.short_label(m, 40) for m in MODELS]
     assert ax.get_xlabel() == "latency (s)" and ax.get_ylabel() == "cost (USD)"
     plain = plot.cost_vs_latency(res, hue=None)
     assert plain.get_legend() is None and _points(plain) == len(res) - 3
