@@ -1,0 +1,746 @@
+"""Run a frame of jobs against Replicate: the scheduling engine behind ``run`` and ``arun``.
+
+One ``_Engine`` per run owns the event-loop side: the ``Edge`` (HTTP), the create limiter and the
+read bucket, the concurrency limiter, the budget, the cache and the progress bar. Rows flow:
+
+    plan (pure) -> resolve each distinct model once -> cache lookup (hits come back as rows)
+    -> pending markers (re-attach to predictions a crashed run had started)
+    -> for the rest, in a task group: budget -> create (Prefer: wait) -> poll -> localize files
+       -> cost -> cache -> row.
+
+Policy for a create whose outcome is unknown (the connection dropped after the request was sent,
+or a 5xx came back from a gateway): never blindly re-send. The engine lists the account's
+predictions created since just before the attempt and adopts one with the same target and input
+that no other row of this run has claimed; only when none is found does it create again. The same
+search runs on interrupt, so a create whose reply had not arrived yet is still canceled.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
+
+import anyio
+import pandas as pd
+
+from . import frame as frames
+from .budget import Budget
+from .cache import CacheEntry, ResultCache, open_cache
+from .cost import PriceTable, cost_of, expected_cost
+from .edge import Edge
+from .errors import (
+    AuthenticationError,
+    ConfigurationError,
+    NotFoundError,
+    OutcomeUnknownError,
+    RateLimitedError,
+    ReplicateAPIError,
+    TransientError,
+)
+from .inputs import SMALL_FILE_BYTES, FileInput, data_uri
+from .keys import cache_key, canonical_json
+from .limiter import AdaptiveRateLimiter, TokenBucket, poll_interval
+from .refs import ModelRef, parse_model_ref
+from .summary import format_summary, summarize
+
+__all__ = ["DEFAULT_CONCURRENCY", "arun", "run"]
+
+DEFAULT_CONCURRENCY = 128
+DEFAULT_READ_RATE = 3000.0
+MAX_WAIT = 60  # Prefer: wait=N accepts 1..60
+_TERMINAL = {"succeeded", "failed", "canceled", "aborted"}
+_THROTTLE_RETRIES = 60  # a 429 creates nothing, so it may be retried far more than a failure
+_CLEANUP_SECONDS = 20.0
+_UNSTORED = ("submitted_at", "completed_at", "cached")
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a model reference's predictions are created, and the identity its cache keys use."""
+
+    kind: str  # "version" | "model" | "deployment"
+    ident: str  # version id, "owner/name" or "owner/name" of the deployment
+    identity: str  # the resolved version (or official model name) that keys the cache
+    model_name: str | None  # "owner/name" when known, for cost lookups
+
+
+@dataclass
+class _Attempt:
+    """A create that was sent and whose reply has not been read yet."""
+
+    target: Target
+    input: dict
+    sent_after: datetime
+
+
+@dataclass
+class _RunState:
+    in_flight: dict[str, str] = field(default_factory=dict)  # prediction id -> job key
+    attempts: dict[int, _Attempt] = field(default_factory=dict)  # job position -> attempt
+    claimed: set[str] = field(default_factory=set)
+    succeeded: int = 0
+    failed: int = 0
+    cached: int = 0
+    spent: float = 0.0
+
+
+def _validate_options(
+    concurrency: int | None,
+    rate_limit: float | None,
+    timeout: float | None,
+    retries: int,
+    max_cost: float | None,
+) -> int:
+    if concurrency is None:
+        concurrency = DEFAULT_CONCURRENCY
+    if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
+        raise ConfigurationError(f"concurrency must be a whole number >= 1, got {concurrency!r}")
+    for name, value in (("rate_limit", rate_limit), ("timeout", timeout), ("max_cost", max_cost)):
+        if value is not None and not (isinstance(value, (int, float)) and value > 0):
+            raise ConfigurationError(f"{name} must be a positive number or None, got {value!r}")
+    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+        raise ConfigurationError(f"retries must be a whole number >= 0, got {retries!r}")
+    return concurrency
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _same_input(record: dict, sent: dict) -> bool:
+    got = record.get("input")
+    return isinstance(got, dict) and canonical_json(got) == canonical_json(sent)
+
+
+def _input_for_storage(value: Any) -> Any:
+    """The input as stored beside a cached result: file inputs by content hash, never bytes."""
+    if isinstance(value, FileInput):
+        return value.content_hash()
+    if isinstance(value, dict):
+        return {k: _input_for_storage(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_input_for_storage(v) for v in value]
+    return value
+
+
+def _cached_row(entry: CacheEntry) -> dict:
+    row = dict(entry.row)
+    row["cached"] = True
+    return row
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """The one real error inside (nested) task-group exception groups, else the group itself."""
+    while isinstance(exc, BaseExceptionGroup):
+        real = [e for e in exc.exceptions if not isinstance(e, anyio.get_cancelled_exc_class())]
+        if len(real) != 1:
+            return exc
+        exc = real[0]
+    return exc
+
+
+class _Engine:
+    def __init__(
+        self,
+        *,
+        edge: Edge,
+        cache: ResultCache | None,
+        refresh: bool,
+        concurrency: int,
+        rate_limit: float | None,
+        timeout: float | None,
+        retries: int,
+        budget: Budget,
+        prices: PriceTable,
+        progress: bool | None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.edge = edge
+        self.cache = cache
+        self.refresh = refresh
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self.retries = retries
+        self.budget = budget
+        self.prices = prices
+        self.progress_wanted = progress
+        self.clock = clock
+        self.creates = AdaptiveRateLimiter(rate_limit, clock=clock)
+        self.reads = TokenBucket(DEFAULT_READ_RATE, burst=DEFAULT_READ_RATE / 60.0, clock=clock)
+        self.slots = anyio.CapacityLimiter(concurrency)
+        self.state = _RunState()
+        self.uploads: dict[str, str] = {}
+        self.upload_locks: dict[str, anyio.Lock] = {}
+        self.bar: Any = None
+        self.budget_changed = anyio.Event()
+
+    # -- pacing -----------------------------------------------------------------------------
+
+    async def _read_slot(self) -> None:
+        delay = self.reads.reserve()
+        if delay > 0:
+            await anyio.sleep(delay)
+
+    async def _read(self, call: Callable[[], Any]) -> Any:
+        """A read (GET, cancel, list): paced by the read bucket, retried on transient failures."""
+        attempt = 0
+        while True:
+            await self._read_slot()
+            try:
+                reply = await call()
+            except RateLimitedError as exc:
+                attempt += 1
+                if attempt > _THROTTLE_RETRIES:
+                    raise
+                self.reads.drain(exc.retry_after or poll_interval(attempt))
+                continue
+            except TransientError:
+                attempt += 1
+                if attempt > self.retries:
+                    raise
+                await anyio.sleep(min(0.25 * 2 ** (attempt - 1), 8.0))
+                continue
+            return reply
+
+    # -- model resolution -------------------------------------------------------------------
+
+    async def resolve(self, refs: set[str]) -> dict[str, Target | ReplicateAPIError]:
+        """Resolve each distinct reference once. Failures come back as values, not raised."""
+        out: dict[str, Target | ReplicateAPIError] = {}
+
+        async def one(text: str) -> None:
+            ref = parse_model_ref(text)
+            try:
+                out[text] = await self._resolve_one(ref)
+            except AuthenticationError:
+                raise
+            except ReplicateAPIError as exc:
+                out[text] = exc
+
+        async with anyio.create_task_group() as tg:
+            for text in refs:
+                tg.start_soon(one, text)
+        return out
+
+    async def _resolve_one(self, ref: ModelRef) -> Target:
+        if ref.kind == "version":
+            name = f"{ref.owner}/{ref.name}" if ref.owner else None
+            return Target("version", ref.version, ref.version, name)
+        name = f"{ref.owner}/{ref.name}"
+        if ref.kind == "deployment":
+            reply = await self._read(lambda: self.edge.request("GET", f"/v1/deployments/{name}"))
+            release = (reply.body or {}).get("current_release") or {}
+            version = release.get("version") or name
+            model = release.get("model") or None
+            return Target("deployment", name, f"deployments/{name}@{version}", model)
+        reply = await self._read(lambda: self.edge.request("GET", f"/v1/models/{name}"))
+        body = reply.body or {}
+        latest = (body.get("latest_version") or {}).get("id")
+        if body.get("is_official") or not latest:
+            # Official models run through the model endpoint; they are keyed by their latest
+            # version when they expose one, so a new release still misses the cache.
+            return Target("model", name, latest or name, name)
+        return Target("version", latest, latest, name)
+
+    # -- inputs ------------------------------------------------------------------------------
+
+    async def prepare_input(self, raw: dict) -> dict:
+        """Replace FileInputs by a data URI (small) or an uploaded file's URL (large)."""
+        out: dict[str, Any] = {}
+        for key, value in raw.items():
+            out[key] = await self._prepare_value(value)
+        return out
+
+    async def _prepare_value(self, value: Any) -> Any:
+        if isinstance(value, FileInput):
+            if value.size <= SMALL_FILE_BYTES:
+                return data_uri(value)
+            return await self._upload(value)
+        if isinstance(value, list):
+            return [await self._prepare_value(v) for v in value]
+        if isinstance(value, dict):
+            return {k: await self._prepare_value(v) for k, v in value.items()}
+        return value
+
+    async def _upload(self, file: FileInput) -> str:
+        lock = self.upload_locks.setdefault(file.sha256, anyio.Lock())
+        async with lock:
+            if file.sha256 not in self.uploads:
+                self.uploads[file.sha256] = await self._read(
+                    lambda: self.edge.upload_file(
+                        file.data, filename=file.filename, content_type=file.content_type
+                    )
+                )
+        return self.uploads[file.sha256]
+
+    # -- one job -----------------------------------------------------------------------------
+
+    async def create(self, position: int, target: Target, payload: dict) -> dict:
+        """Create one prediction, honouring the limiter; returns the first prediction record."""
+        failures = throttles = 0
+        wait = MAX_WAIT if self.timeout is None else max(1, min(MAX_WAIT, math.ceil(self.timeout)))
+        while True:
+            place = self.creates.reserve()
+            while (pause := place.wait()) > 0:
+                await anyio.sleep(pause)
+            self.state.attempts[position] = _Attempt(
+                target, payload, _utcnow() - timedelta(seconds=5)
+            )
+            try:
+                reply = await self.edge.create_prediction(
+                    (target.kind, target.ident), payload, wait=wait
+                )
+            except RateLimitedError as exc:
+                throttles += 1
+                self.creates.on_throttled(exc.retry_after)
+                if throttles > _THROTTLE_RETRIES:
+                    raise
+                continue
+            except OutcomeUnknownError:
+                failures += 1
+                found = await self.reconcile(self.state.attempts[position])
+                if found is not None:
+                    return found
+                if failures > self.retries:
+                    raise
+                await anyio.sleep(min(0.25 * 2 ** (failures - 1), 8.0))
+                continue
+            except TransientError:
+                failures += 1
+                if failures > self.retries:
+                    raise
+                await anyio.sleep(min(0.25 * 2 ** (failures - 1), 8.0))
+                continue
+            finally:
+                self.state.attempts.pop(position, None)
+            self.creates.observe(reply.headers)
+            self.creates.on_success()
+            record = reply.body
+            self.state.claimed.add(record["id"])
+            return record
+
+    async def reconcile(self, attempt: _Attempt) -> dict | None:
+        """Find a prediction an unanswered create may have made; claim it so no other row does."""
+        after = attempt.sent_after.isoformat().replace("+00:00", "Z")
+        try:
+            reply = await self._read(lambda: self.edge.list_predictions(created_after=after))
+        except ReplicateAPIError:
+            return None
+        pages = 0
+        while True:
+            for record in (reply.body or {}).get("results", []):
+                if record.get("id") in self.state.claimed:
+                    continue
+                if not self._matches_target(record, attempt.target):
+                    continue
+                if _same_input(record, attempt.input):
+                    self.state.claimed.add(record["id"])
+                    return record
+            nxt = (reply.body or {}).get("next")
+            pages += 1
+            if not nxt or pages >= 5:
+                return None
+            try:
+                reply = await self._read(lambda: self.edge.list_predictions(cursor_url=nxt))
+            except ReplicateAPIError:
+                return None
+
+    @staticmethod
+    def _matches_target(record: dict, target: Target) -> bool:
+        if target.kind == "version":
+            return record.get("version") == target.ident
+        if target.kind == "deployment":
+            return record.get("deployment") in (None, target.ident) and (
+                target.model_name is None or record.get("model") == target.model_name
+            )
+        return record.get("model") == target.ident
+
+    async def wait_for(self, record: dict, deadline: float | None) -> dict:
+        """Poll until the prediction is terminal (or the deadline passes: returns it unfinished)."""
+        attempt = 0
+        while record.get("status") not in _TERMINAL:
+            attempt += 1
+            pause = poll_interval(attempt)
+            if deadline is not None:
+                left = deadline - self.clock()
+                if left <= 0:
+                    return record
+                pause = min(pause, left)
+            await anyio.sleep(pause)
+            if deadline is not None and self.clock() >= deadline:
+                return record
+            reply = await self._read(lambda: self.edge.get_prediction(record["id"]))
+            record = reply.body
+        return record
+
+    async def cancel(self, prediction_id: str) -> dict | None:
+        try:
+            reply = await self._read(lambda: self.edge.cancel_prediction(prediction_id))
+        except ReplicateAPIError:
+            return None
+        return reply.body
+
+    async def localize(self, output: Any) -> Any:
+        """Download output files into the cache's file store (without a cache: keep the URLs)."""
+        if self.cache is None or output is None or isinstance(output, (int, float, bool)):
+            return output
+        return await self.cache.files.localize_output(output, self._download)
+
+    async def _download(self, url: str) -> bytes:
+        return await self._read(lambda: self.edge.download(url))
+
+    def _cost(self, job: frames.Job, target: Target, record: dict) -> tuple[float, str]:
+        ref = job.model
+        if target.model_name and parse_model_ref(ref).owner is None:
+            ref = f"{target.model_name}:{target.ident}"
+        return cost_of(self.prices, ref, record)
+
+    async def run_job(self, job: frames.Job, target: Target, key: str | None, pending: dict | None) -> dict:
+        submitted = self.clock()
+        submitted_wall = time.time()
+        reservation = None
+        async with self.slots:
+            if pending is None:
+                reservation = await self._reserve(job)
+                if reservation is None:
+                    prior = self._prior(job)
+                    reason = self.budget.skip_reason(job.model, prior)
+                    return self._finish_row(frames.error_row("skipped_budget", reason), submitted_wall)
+            deadline = None if self.timeout is None else submitted + self.timeout
+            try:
+                if pending is not None:
+                    reply = await self._read(
+                        lambda: self.edge.get_prediction(pending["prediction_id"])
+                    )
+                    record = reply.body
+                    self.state.claimed.add(record["id"])
+                else:
+                    payload = await self.prepare_input(job.input)
+                    record = await self.create(job.position, target, payload)
+                if key is not None and record.get("status") not in _TERMINAL:
+                    await self._mark_pending(key, record["id"], job, target)
+                self.state.in_flight[record["id"]] = key or ""
+                record = await self.wait_for(record, deadline)
+                if record.get("status") not in _TERMINAL:
+                    with anyio.CancelScope(shield=True):
+                        canceled = await self.cancel(record["id"])
+                        self.state.in_flight.pop(record["id"], None)
+                        if key is not None:
+                            await anyio.to_thread.run_sync(self.cache.clear_pending, key)
+                    row = frames.prediction_row(canceled or record, latency_s=self.clock() - submitted)
+                    row.update(status="timeout", error=f"no result within timeout={self.timeout} s; canceled on Replicate")
+                    cost, basis = self._cost(job, target, canceled or record)
+                    row.update(cost_usd=cost, cost_basis=basis)
+                    self._settle(reservation, cost)
+                    return self._finish_row(row, submitted_wall)
+                self.state.in_flight.pop(record["id"], None)
+                latency = self.clock() - submitted
+                row = frames.prediction_row(record, latency_s=latency)
+                if row["status"] == "succeeded":
+                    try:
+                        row["output"] = await self.localize(row["output"])
+                    except ReplicateAPIError as exc:
+                        row.update(status="error", error=f"output files could not be downloaded: {exc}")
+                cost, basis = self._cost(job, target, record)
+                row.update(cost_usd=cost, cost_basis=basis)
+                self._settle(reservation, cost)
+                reservation = None
+                if key is not None:
+                    await self._store(key, job, target, record, row)
+                return self._finish_row(row, submitted_wall)
+            except AuthenticationError:
+                raise
+            except ReplicateAPIError as exc:
+                self._settle(reservation, None)
+                return self._finish_row(frames.error_row("error", str(exc)), submitted_wall)
+
+    def _prior(self, job: frames.Job) -> float | None:
+        if self.budget.max_cost is None:
+            return None
+        return expected_cost(self.prices, job.model, job.input)
+
+    async def _reserve(self, job: frames.Job) -> Any:
+        """A budget reservation for this row, waiting while rows in flight may free room."""
+        prior = self._prior(job)
+        while True:
+            reservation = self.budget.try_start(job.model, prior)
+            if reservation is not None:
+                return reservation
+            if not self.budget.worth_waiting(job.model, prior):
+                return None
+            await self.budget_changed.wait()
+
+    def _settle(self, reservation: Any, cost: float | None) -> None:
+        """Close a reservation (None cost: nothing was created) and wake rows waiting on budget."""
+        if reservation is None:
+            return
+        if cost is None:
+            self.budget.release(reservation)
+        else:
+            self.budget.finish(reservation, cost)
+        self.budget_changed.set()
+        self.budget_changed = anyio.Event()
+
+    def _finish_row(self, row: dict, submitted_wall: float) -> dict:
+        row.setdefault("submitted_at", submitted_wall)
+        row.setdefault("completed_at", time.time())
+        return row
+
+    async def _mark_pending(self, key: str, prediction_id: str, job: frames.Job, target: Target) -> None:
+        meta = {"model": job.model, "version": target.identity}
+        await anyio.to_thread.run_sync(self.cache.mark_pending, key, prediction_id, meta)
+
+    async def _store(self, key: str, job: frames.Job, target: Target, record: dict, row: dict) -> None:
+        """Keep a succeeded result; for anything else only forget the pending marker, so the
+        next run tries the row again instead of re-attaching to a failure."""
+        if row.get("status") != "succeeded":
+            await anyio.to_thread.run_sync(self.cache.clear_pending, key)
+            return
+        entry = CacheEntry(
+            model=job.model,
+            version=target.identity,
+            input=_input_for_storage(job.input),
+            sample=job.sample,
+            record=record,
+            row={k: v for k, v in row.items() if k not in _UNSTORED},
+        )
+        await anyio.to_thread.run_sync(self.cache.put, key, entry)
+
+    # -- cleanup on interrupt ----------------------------------------------------------------
+
+    async def cancel_everything(self) -> None:
+        """Cancel every prediction this run started and has not seen finish (shielded, bounded)."""
+        with anyio.CancelScope(shield=True), anyio.move_on_after(_CLEANUP_SECONDS):
+            ids = list(self.state.in_flight)
+            async with anyio.create_task_group() as tg:
+                for pid in ids:
+                    tg.start_soon(self.cancel, pid)
+                for attempt in list(self.state.attempts.values()):
+                    tg.start_soon(self._cancel_unanswered, attempt)
+
+    async def _cancel_unanswered(self, attempt: _Attempt) -> None:
+        found = await self.reconcile(attempt)
+        if found is not None and found.get("status") not in _TERMINAL:
+            await self.cancel(found["id"])
+
+
+def _progress_default(progress: bool | None) -> bool:
+    if progress is not None:
+        return bool(progress)
+    if "ipykernel" in sys.modules:
+        return True
+    return bool(getattr(sys.stderr, "isatty", lambda: False)())
+
+
+async def arun(
+    df: pd.DataFrame,
+    model: str | None = None,
+    inputs: list[str] | dict[str, str] | None = None,
+    *,
+    concurrency: int | None = None,
+    rate_limit: float | None = None,
+    cache: Any = True,
+    refresh: bool = False,
+    max_cost: float | None = None,
+    timeout: float | None = None,
+    retries: int = 5,
+    progress: bool | None = None,
+    api_token: str | None = None,
+    base_url: str | None = None,
+    client: Any = None,
+    hardware: dict[str, str] | None = None,
+    prices: Any = None,
+) -> pd.DataFrame:
+    """Run every row of ``df`` as a Replicate prediction; return ``df`` plus result columns.
+
+    See ``replibatch.run`` for the arguments. Raises ConfigurationError (a ValueError) for an
+    invalid call before anything is sent, AuthenticationError when the token is refused.
+    """
+    concurrency = _validate_options(concurrency, rate_limit, timeout, retries, max_cost)
+    plan = frames.plan_jobs(df, model=model, inputs=inputs)
+    table = PriceTable.default().with_overrides(prices=prices, hardware=hardware)
+    store = await anyio.to_thread.run_sync(open_cache, cache)
+    started = time.monotonic()
+    edge = Edge(
+        api_token=api_token, base_url=base_url, client=client, max_connections=concurrency + 16
+    )
+    engine = _Engine(
+        edge=edge,
+        cache=store,
+        refresh=refresh,
+        concurrency=concurrency,
+        rate_limit=rate_limit,
+        timeout=timeout,
+        retries=retries,
+        budget=Budget(max_cost),
+        prices=table,
+        progress=progress,
+    )
+    try:
+        rows = await _execute(engine, plan)
+    except BaseException as exc:
+        if engine.bar is not None:
+            engine.bar.close()
+        real = _unwrap(exc)
+        if real is exc:
+            raise
+        raise real from None
+    finally:
+        with anyio.CancelScope(shield=True):
+            await edge.aclose()
+    result = frames.assemble(df, plan, rows)
+    # Client-clock epoch seconds of each row's submit and result, for the run's timeline plot.
+    for column in ("submitted_at", "completed_at"):
+        result[column] = [
+            float(row[column]) if row is not None and row.get(column) is not None else math.nan
+            for row in rows
+        ]
+    summary = summarize(result, time.monotonic() - started)
+    summary["create_rate_per_minute"] = engine.creates.ceiling_per_minute
+    if engine.bar is not None:
+        engine.bar.set_postfix_str(format_summary(summary), refresh=False)
+        engine.bar.close()
+    result.attrs["replibatch"] = summary
+    return result
+
+
+async def _execute(engine: _Engine, plan: frames.Plan) -> list[dict]:
+    jobs = plan.jobs
+    rows: list[dict | None] = [None] * len(jobs)
+    distinct = {job.model for job in jobs}
+    targets: dict[str, Target | ReplicateAPIError] = {}
+    keys: list[str | None] = [None] * len(jobs)
+
+    # Pinned versions key the cache without a request; others need resolving first.
+    needs_network = any(parse_model_ref(m).kind != "version" for m in distinct)
+    if needs_network:
+        engine.edge.require_token()
+    targets = await engine.resolve(distinct)
+
+    for i, job in enumerate(jobs):
+        target = targets[job.model]
+        if isinstance(target, ReplicateAPIError):
+            rows[i] = frames.error_row("error", f"{job.model}: {target}")
+        elif engine.cache is not None:
+            keys[i] = cache_key(target.identity, job.input, job.sample)
+
+    pending: dict[int, dict] = {}
+    if engine.cache is not None:
+        wanted = [k for k in keys if k is not None]
+        hits = {} if engine.refresh else await anyio.to_thread.run_sync(engine.cache.get_many, wanted)
+        for i, key in enumerate(keys):
+            if key is None or rows[i] is not None:
+                continue
+            entry = hits.get(key)
+            if entry is not None:
+                rows[i] = _cached_row(entry)
+        misses = [keys[i] for i in range(len(jobs)) if keys[i] is not None and rows[i] is None]
+        if misses:
+            found = await anyio.to_thread.run_sync(engine.cache.pending_many, misses)
+            for i, key in enumerate(keys):
+                if key in found and rows[i] is None:
+                    pending[i] = found[key]
+    engine.state.cached = sum(1 for r in rows if r is not None and r.get("cached"))
+
+    todo = [i for i in range(len(jobs)) if rows[i] is None]
+    if todo:
+        engine.edge.require_token()
+    bar = engine.bar = _open_bar(engine, len(jobs), len(jobs) - len(todo))
+    try:
+        async with anyio.create_task_group() as tg:
+            for i in todo:
+                tg.start_soon(_run_into, engine, rows, i, jobs[i], targets[jobs[i].model], keys[i], pending.get(i), bar)
+    except BaseException:
+        await engine.cancel_everything()
+        raise
+    return [row for row in rows]  # type: ignore[misc]
+
+
+async def _run_into(engine, rows, i, job, target, key, pending, bar) -> None:  # noqa: ANN001
+    row = await engine.run_job(job, target, key, pending)
+    rows[i] = row
+    if bar is not None:
+        _tick(engine, bar, row)
+
+
+def _open_bar(engine: _Engine, total: int, done: int) -> Any:
+    if not _progress_default(engine.progress_wanted):
+        return None
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, initial=done, unit="row", desc="replibatch", dynamic_ncols=True)
+    if done:
+        bar.set_postfix_str(f"cached={done}")
+    return bar
+
+
+def _tick(engine: _Engine, bar: Any, row: dict) -> None:
+    state = engine.state
+    if row.get("status") == "succeeded":
+        state.succeeded += 1
+    else:
+        state.failed += 1
+    cost = row.get("cost_usd")
+    if isinstance(cost, float) and not math.isnan(cost):
+        state.spent += cost
+    bar.set_postfix_str(
+        f"ok={state.succeeded} failed={state.failed} cached={state.cached} ${state.spent:.4f}",
+        refresh=False,
+    )
+    bar.update(1)
+
+
+def run(df: pd.DataFrame, model: str | None = None, inputs: Any = None, **options: Any) -> pd.DataFrame:
+    """Run every row of ``df`` as a Replicate prediction and return ``df`` plus result columns.
+
+    Works in scripts and inside a running event loop (Jupyter): the run gets its own loop in a
+    worker thread. Ctrl-C (or the notebook's stop button) cancels the predictions in flight on
+    Replicate, keeps what finished in the cache, and re-raises KeyboardInterrupt.
+
+    Raises ConfigurationError (a ValueError) for an invalid call, before anything is sent.
+    """
+    box: dict[str, Any] = {}
+    ready = threading.Event()
+
+    async def main() -> None:
+        with anyio.CancelScope() as scope:
+            box["scope"] = scope
+            box["token"] = anyio.lowlevel.current_token()
+            ready.set()
+            box["result"] = await arun(df, model, inputs, **options)
+
+    def worker() -> None:
+        try:
+            anyio.run(main, backend="asyncio")
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            box["error"] = exc
+        finally:
+            ready.set()
+
+    thread = threading.Thread(target=worker, name="replibatch-run", daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(0.2)
+    except KeyboardInterrupt:
+        ready.wait()
+        if "scope" in box:
+            try:
+                anyio.from_thread.run_sync(box["scope"].cancel, token=box["token"])
+            except RuntimeError:
+                pass  # the loop already finished
+        thread.join(_CLEANUP_SECONDS + 10)
+        raise
+    if "error" in box:
+        raise box["error"]
+    if "result" not in box:
+        raise KeyboardInterrupt("the run was canceled")
+    return box["result"]
