@@ -309,13 +309,19 @@ def render_image(
         source = Image.open(io.BytesIO(init_image)).convert("RGB").resize((width, height))
         image = Image.blend(image, source, 0.5)
     # Fewer steps leave more noise and a blurrier picture: "more steps, more detail".
-    noise = Image.effect_noise((width // 4, height // 4), 64).convert("RGB").resize((width, height))
+    small = (max(1, width // 4), max(1, height // 4))
+    # Seeded noise (Image.effect_noise is not), so the same inputs give the same PNG bytes.
+    noise = Image.frombytes("L", small, rng.randbytes(small[0] * small[1]))
+    noise = noise.convert("RGB").resize((width, height))
     image = Image.blend(image, noise, min(0.6, 3.0 / steps))
     if steps < 10:
         image = image.filter(ImageFilter.BoxBlur(10 - steps))
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
+
+
+SCHEDULERS = ("DDIM", "K_EULER", "DPMSolverMultistep")
 
 
 class PixelDiffusion(BasePredictor):
@@ -328,6 +334,7 @@ class PixelDiffusion(BasePredictor):
         height: int = Input(default=512, ge=64, le=1024, multiple_of=8),
         num_inference_steps: int = Input(default=25, ge=1, le=50, description="More is finer"),
         num_outputs: int = Input(default=1, ge=1, le=4),
+        scheduler: str = Input(default="K_EULER", choices=SCHEDULERS, description="Sampler"),
         seed: Optional[int] = Input(default=None, description="Random seed; none is random"),
         image: Optional[FileInput] = Input(default=None, description="Image to blend in"),
     ) -> list[OutputFile]:
@@ -336,7 +343,7 @@ class PixelDiffusion(BasePredictor):
         return [
             OutputFile(
                 render_image(prompt, width=width, height=height, steps=num_inference_steps,
-                             seed=seed, index=i, init_image=init),
+                             seed=seed + SCHEDULERS.index(scheduler), index=i, init_image=init),
                 name=f"out-{i}.png",
                 content_type="image/png",
             )
