@@ -90,7 +90,9 @@ def main() -> None:
         keys = [cache_key(VERSION, inp, 0) for inp in inputs]
         print(f"cache_key          {rate(n, time.perf_counter() - start)}")
 
-        entries = [(k, make_entry(i, inp)) for i, (k, inp) in enumerate(zip(keys, inputs))]
+        entries = [
+            (k, make_entry(i, inp)) for i, (k, inp) in enumerate(zip(keys, inputs, strict=True))
+        ]
         start = time.perf_counter()
         cache.put_many(entries)
         print(f"put_many           {rate(n, time.perf_counter() - start)}")

@@ -12,8 +12,10 @@ Stored values are UTF-8 JSON, never pickles. A result entry is a header line and
 
 The header (readable as is, e.g. with the sqlite3 shell) is all a cache hit needs. The record is
 compressed (LLM records repeat the output as a token list, plus logs) and decompressed and parsed
-only when asked for, which keeps reading many entries fast. In ``row``, an output file is ``{"$rb_file": "files/ab/<sha256>.png",
-"url": <original URL or null>}``, relative to the cache directory so a moved cache keeps working;
+only when asked for, which keeps reading many entries fast.
+
+In ``row``, an output file is ``{"$rb_file": "files/ab/<sha256>.png", "url": <URL or null>}``,
+relative to the cache directory so a moved cache keeps working;
 it is read back as an absolute `OutputFile`. Missing numbers (NaN) in the row are stored as null.
 
 Pending markers (``pending:<key>``, value ``{"prediction_id":...,"meta":{...},"marked_at":...}``)
@@ -38,11 +40,11 @@ import threading
 import time
 import warnings
 import zlib
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import diskcache
 import numpy as np
@@ -321,7 +323,7 @@ class ResultCache:
         except (OSError, sqlite3.Error, diskcache.Timeout) as exc:
             raise unusable(getattr(exc, "strerror", None) or exc) from None
         columns = {row[1] for row in cache._sql("PRAGMA table_info(Cache)").fetchall()}
-        if not _COLUMNS_USED <= columns:
+        if not _COLUMNS_USED.issubset(columns):
             cache.close()
             raise unusable("unknown diskcache schema")
         return cache
@@ -530,7 +532,9 @@ class ResultCache:
         value = {"prediction_id": str(prediction_id), "meta": meta, "marked_at": self._clock()}
         model = meta.get("model")
         self._cache.set(
-            _PENDING_PREFIX + key, _dumps(value).encode("utf-8", "surrogatepass"), tag=model if isinstance(model, str) else None
+            _PENDING_PREFIX + key,
+            _dumps(value).encode("utf-8", "surrogatepass"),
+            tag=model if isinstance(model, str) else None,
         )
 
     def pending_many(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -586,10 +590,8 @@ class ResultCache:
         total = 0
         for root, _, names in os.walk(self.directory):
             for name in names:
-                try:
+                with contextlib.suppress(OSError):
                     total += os.lstat(os.path.join(root, name)).st_size
-                except OSError:
-                    pass
         return CacheInfo(
             directory=self.directory,
             entries=sum(by_model.values()),
@@ -600,9 +602,7 @@ class ResultCache:
             entries_by_model=by_model,
         )
 
-    def clear(
-        self, model: str | None = None, older_than: float | timedelta | None = None
-    ) -> int:
+    def clear(self, model: str | None = None, older_than: float | timedelta | None = None) -> int:
         """Remove results (and pending markers) matching every filter given; return the number
         of results removed.
 
@@ -620,7 +620,8 @@ class ResultCache:
             self._cache.clear(retry=True)
             self.files.prune(set(), grace_seconds=0.0)
             return removed
-        conditions, params = ["raw = 1"], []
+        conditions: list[str] = ["raw = 1"]
+        params: list[str | float] = []
         if model is not None:
             conditions.append("tag = ?")
             params.append(model)
@@ -663,7 +664,9 @@ _open_caches: dict[Path, ResultCache] = {}
 _open_lock = threading.Lock()
 
 
-def open_cache(cache: bool | str | os.PathLike[str] | ResultCache | None = True) -> ResultCache | None:
+def open_cache(
+    cache: bool | str | os.PathLike[str] | ResultCache | None = True,
+) -> ResultCache | None:
     """The `ResultCache` a ``cache=`` option asks for.
 
     True: the default directory (`default_cache_dir`); False or None: no cache (None); a str or
@@ -680,7 +683,8 @@ def open_cache(cache: bool | str | os.PathLike[str] | ResultCache | None = True)
         directory = Path(cache).expanduser()
     else:
         raise ConfigurationError(
-            f"cache must be True, False, a directory path or a ResultCache, got {type(cache).__name__}"
+            "cache must be True, False, a directory path or a ResultCache, "
+            f"got {type(cache).__name__}"
         )
     directory = directory.absolute()
     with _open_lock:

@@ -269,7 +269,9 @@ class FileStore:
         Raises OSError when the file cannot be written.
         """
         data = bytes(data)
-        target = self.path_for(hashlib.sha256(data).hexdigest(), choose_extension(data, url, content_type))
+        target = self.path_for(
+            hashlib.sha256(data).hexdigest(), choose_extension(data, url, content_type)
+        )
         if target.exists():
             # Same content already stored: refresh its mtime so a concurrent prune, which spares
             # recently touched files, does not remove it before our entry references it.
@@ -381,7 +383,9 @@ def _split_fetch_result(result: Any) -> tuple[bytes, str | None]:
         return bytes(data), content_type
     if isinstance(result, (bytes, bytearray, memoryview)):
         return bytes(result), None
-    raise TypeError(f"fetch must return bytes or (bytes, content_type), got {type(result).__name__}")
+    raise TypeError(
+        f"fetch must return bytes or (bytes, content_type), got {type(result).__name__}"
+    )
 
 
 def _collect_files(value: Any, found: list[str]) -> None:

@@ -28,13 +28,16 @@ allow_nan=False)`` applied after normalising the value:
   ``np.int64(1)``, ``np.float32(1.0)``, ``-0.0``) is written as an integer (``1``, ``0``); any other
   float is written as Python's shortest round-trip ``repr`` of the 64-bit value (``0.1``,
   ``1e-07``). numpy floats are converted with ``float()``, so ``np.float32(0.1)`` is the double
-  ``0.10000000149011612`` (the value that is sent), not ``0.1``. NaN and infinities raise ValueError.
+  ``0.10000000149011612`` (the value that is sent), not ``0.1``. NaN and infinities raise
+  ValueError.
 - ``True``/``False``/``None`` (and numpy booleans) are ``true``/``false``/``null``; booleans are
   never numbers.
 - strings: non-ASCII characters are written as ``\\uXXXX`` escapes (``ensure_ascii=True``).
 
 Example: version ``"acme/echo"``, input ``{"seed": 1.0, "prompt": "héllo"}``, sample 0 is hashed
-from the exact text ``{"input":{"prompt":"h\\u00e9llo","seed":1},"sample":0,"version":"acme/echo"}``.
+from the exact text
+
+    {"input":{"prompt":"h\\u00e9llo","seed":1},"sample":0,"version":"acme/echo"}
 """
 
 from __future__ import annotations

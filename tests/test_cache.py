@@ -101,7 +101,12 @@ def test_put_get_round_trip(cache: ResultCache, clock: FakeClock) -> None:
     got = cache.get(key_for("llama"))
     assert got is not None
     assert got.row == entry.row and got.record == entry.record
-    assert (got.model, got.version, got.input, got.sample) == ("acme/llm", VERSION, {"prompt": "llama"}, 0)
+    assert (got.model, got.version, got.input, got.sample) == (
+        "acme/llm",
+        VERSION,
+        {"prompt": "llama"},
+        0,
+    )
     assert got.status == "succeeded" and got.stored_at == clock.now
     assert got.to_dict()["key_format"] == "rb1"
     assert cache.get(key_for("llama", sample=1)) is None
@@ -178,7 +183,9 @@ def test_pending_marker_keys_are_not_result_keys(cache: ResultCache) -> None:
 # -- output files ------------------------------------------------------------------------------
 
 
-def test_output_files_are_stored_relative_and_read_back_absolute(cache: ResultCache, tmp_path: Path) -> None:
+def test_output_files_are_stored_relative_and_read_back_absolute(
+    cache: ResultCache, tmp_path: Path
+) -> None:
     image = cache.files.put_bytes(PNG, url="https://replicate.delivery/x/out-0.png")
     cache.put(key_for("img"), make_entry("img", output=[image, "caption"]))
     (header,) = [v.partition(b"\n")[0] for (v,) in raw_sql(cache, "SELECT value FROM Cache")]
@@ -290,7 +297,7 @@ def test_corrupted_record_raises_only_when_read(cache: ResultCache) -> None:
     entry = cache.get(key_for("a"))
     assert entry is not None and entry.row["output"] == "Hello a"
     with pytest.raises(ValueError, match="corrupted"):
-        entry.record
+        _ = entry.record
 
 
 def test_unusable_directory_is_one_clear_configuration_error(tmp_path: Path) -> None:

@@ -76,7 +76,9 @@ def test_extension_from_url_then_content_type_then_magic(
     assert choose_extension(data, url, content_type) == ext
 
 
-def test_write_is_atomic_temp_file_then_rename(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_write_is_atomic_temp_file_then_rename(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = FileStore(tmp_path)
     seen: list[tuple[bool, bytes]] = []
     real_replace = os.replace
@@ -92,7 +94,9 @@ def test_write_is_atomic_temp_file_then_rename(tmp_path: Path, monkeypatch: pyte
     assert stored_files(store) == [file.path]
 
 
-def test_failed_write_leaves_neither_file_nor_temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_write_leaves_neither_file_nor_temp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = FileStore(tmp_path)
 
     def failing_replace(src: str, dst: Path) -> None:
@@ -160,9 +164,16 @@ def test_localize_output_without_files_returns_output_unchanged(tmp_path: Path) 
 
 
 def test_localize_output_raises_the_fetch_error_itself(tmp_path: Path) -> None:
-    fetch = FakeFetch({"https://x.test/1.png": PNG, "https://x.test/2.png": ConnectionError("gone")})
+    fetch = FakeFetch(
+        {"https://x.test/1.png": PNG, "https://x.test/2.png": ConnectionError("gone")}
+    )
     with pytest.raises(ConnectionError, match="gone"):
-        anyio.run(localize_output, ["https://x.test/1.png", "https://x.test/2.png"], fetch, FileStore(tmp_path))
+        anyio.run(
+            localize_output,
+            ["https://x.test/1.png", "https://x.test/2.png"],
+            fetch,
+            FileStore(tmp_path),
+        )
 
 
 def test_malformed_base64_data_uri_is_a_value_error(tmp_path: Path) -> None:
@@ -189,7 +200,7 @@ def test_repr_html_inlines_media_and_escapes(tmp_path: Path) -> None:
     assert "<script>" not in html and "&lt;script&gt;" in html
     assert store.put_bytes(WAV)._repr_html_().startswith("<audio controls")
     other = store.put_bytes(b"just bytes")._repr_html_()
-    assert other.startswith("<a href=\"file://") and other.endswith(".bin</a>")
+    assert other.startswith('<a href="file://') and other.endswith(".bin</a>")
 
 
 def test_large_media_is_linked_not_inlined(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
