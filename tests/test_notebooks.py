@@ -317,6 +317,8 @@ def test_comparison_images_are_local_files_shown_inline(executed: Callable[[str]
         assert path.is_relative_to(run.cache_dir) and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     html = "".join(run.data("rb.compare(images", "text/html"))
     assert html.count("data:image/png;base64") == 4
+    single = "".join(run.data('images.loc[1, "output"][0]', "text/html"))
+    assert single.count("data:image/png;base64") == 1
 
 
 def test_comparison_cost_plots_and_browser(executed: Callable[[str], Executed]) -> None:
