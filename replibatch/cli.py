@@ -555,7 +555,7 @@ def _run(args: argparse.Namespace) -> int:
         from .report import write_report
 
         try:
-            write_report(res, report_path, source=f"{args.input}")
+            write_report(res, report_path, source=str(args.input), parameters=list(params))
         except OSError as exc:
             raise CliError(f"could not write {str(report_path)!r}: {exc.strerror or exc}", code=1) from None
         _say(f"wrote the report to {report_path}", args.quiet)

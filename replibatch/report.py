@@ -69,6 +69,8 @@ table.rb-stats thead th { background: #f6f8fa; }
 .rb-card-title { font-weight: 600; margin-bottom: 6px; overflow-wrap: anywhere; }
 .rb-note { color: #57606a; font-size: 13px; }
 .rb-errors td { text-align: left !important; }
+.rb-scroll { overflow-x: auto; max-width: 100%; }
+.rb-scroll .rb-root .rb-table tbody th { min-width: 160px; }
 """
 
 
@@ -216,6 +218,7 @@ def _stats_table(res: pd.DataFrame) -> str:
 
 def _plots_section(res: pd.DataFrame, parameters: Sequence[str]) -> str:
     models = res[MODEL_COLUMN].nunique() if MODEL_COLUMN in res.columns else 0
+    parameters = [p for p in parameters if res[p].map(_hashable).nunique(dropna=False) > 1]
     numeric = [p for p in parameters if pd.api.types.is_numeric_dtype(res[p])]
     # Compare models when there are several, else the first swept parameter.
     x = MODEL_COLUMN if models > 1 or not parameters else parameters[0]
@@ -316,7 +319,8 @@ def _comparison_section(
             )
             for _, row in shown[axes].iterrows()
         ]
-        body = compare(shown, index=index, columns=_VARIANT, values="output")._repr_html_()
+        table = compare(shown, index=index, columns=_VARIANT, values="output")._repr_html_()
+        body = f'<div class="rb-scroll">{table}</div>'
     else:
         # Nothing to compare side by side: a grid of cards reads better than one tall column.
         body = _cards(shown, index)
