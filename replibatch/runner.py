@@ -45,7 +45,7 @@ from .errors import (
     ReplicateAPIError,
     TransientError,
 )
-from .inputs import SMALL_FILE_BYTES, FileInput, data_uri
+from .inputs import SMALL_FILE_BYTES, FileInput, content_hash, data_uri
 from .keys import cache_key, canonical_json
 from .limiter import AdaptiveRateLimiter, TokenBucket, poll_interval
 from .refs import ModelRef, parse_model_ref
@@ -123,7 +123,7 @@ def _same_input(record: dict, sent: dict) -> bool:
 def _input_for_storage(value: Any) -> Any:
     """The input as stored beside a cached result: file inputs by content hash, never bytes."""
     if isinstance(value, FileInput):
-        return value.content_hash()
+        return content_hash(value)
     if isinstance(value, dict):
         return {k: _input_for_storage(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -283,22 +283,32 @@ class _Engine:
 
     # -- one job -----------------------------------------------------------------------------
 
-    async def create(self, position: int, target: Target, payload: dict) -> dict:
-        """Create one prediction, honouring the limiter; returns the first prediction record."""
+    async def create(
+        self, position: int, target: Target, payload: dict
+    ) -> tuple[dict, float, float]:
+        """Create one prediction, honouring the limiter.
+
+        Returns the first prediction record and when the successful attempt was sent (monotonic
+        and wall clock): latency and timeouts count from there, not from queueing for a slot.
+
+        While a create is unanswered it stays in ``state.attempts``: if the run is cancelled
+        meanwhile, cleanup searches for the prediction it may have made and cancels it.
+        """
         failures = throttles = 0
         wait = MAX_WAIT if self.timeout is None else max(1, min(MAX_WAIT, math.ceil(self.timeout)))
         while True:
             place = self.creates.reserve()
             while (pause := place.wait()) > 0:
                 await anyio.sleep(pause)
-            self.state.attempts[position] = _Attempt(
-                target, payload, _utcnow() - timedelta(seconds=5)
-            )
+            attempt = _Attempt(target, payload, _utcnow() - timedelta(seconds=5))
+            self.state.attempts[position] = attempt
+            sent, sent_wall = self.clock(), time.time()
             try:
                 reply = await self.edge.create_prediction(
                     (target.kind, target.ident), payload, wait=wait
                 )
             except RateLimitedError as exc:
+                del self.state.attempts[position]
                 throttles += 1
                 self.creates.on_throttled(exc.retry_after)
                 if throttles > _THROTTLE_RETRIES:
@@ -306,26 +316,33 @@ class _Engine:
                 continue
             except OutcomeUnknownError:
                 failures += 1
-                found = await self.reconcile(self.state.attempts[position])
+                found = await self.reconcile(attempt)
+                del self.state.attempts[position]
                 if found is not None:
-                    return found
+                    self.state.in_flight[found["id"]] = ""
+                    return found, sent, sent_wall
                 if failures > self.retries:
                     raise
                 await anyio.sleep(min(0.25 * 2 ** (failures - 1), 8.0))
                 continue
             except TransientError:
+                del self.state.attempts[position]
                 failures += 1
                 if failures > self.retries:
                     raise
                 await anyio.sleep(min(0.25 * 2 ** (failures - 1), 8.0))
                 continue
-            finally:
-                self.state.attempts.pop(position, None)
+            except ReplicateAPIError:
+                del self.state.attempts[position]
+                raise
+            # Registered as in flight before the attempt is forgotten, so that a cancellation
+            # at any point finds the prediction one way or the other.
+            self.state.in_flight[reply.body["id"]] = ""
+            del self.state.attempts[position]
             self.creates.observe(reply.headers)
             self.creates.on_success()
-            record = reply.body
-            self.state.claimed.add(record["id"])
-            return record
+            self.state.claimed.add(reply.body["id"])
+            return reply.body, sent, sent_wall
 
     async def reconcile(self, attempt: _Attempt) -> dict | None:
         """Find a prediction an unanswered create may have made; claim it so no other row does."""
@@ -403,64 +420,86 @@ class _Engine:
             ref = f"{target.model_name}:{target.ident}"
         return cost_of(self.prices, ref, record)
 
-    async def run_job(self, job: frames.Job, target: Target, key: str | None, pending: dict | None) -> dict:
-        submitted = self.clock()
-        submitted_wall = time.time()
+    async def run_job(
+        self, job: frames.Job, target: Target, key: str | None, pending: dict | None
+    ) -> dict:
+        """Run one row to its result row. Never raises for the row's own failures."""
         reservation = None
+        sent, sent_wall = self.clock(), time.time()
         async with self.slots:
             if pending is None:
                 reservation = await self._reserve(job)
                 if reservation is None:
-                    prior = self._prior(job)
-                    reason = self.budget.skip_reason(job.model, prior)
-                    return self._finish_row(frames.error_row("skipped_budget", reason), submitted_wall)
-            deadline = None if self.timeout is None else submitted + self.timeout
+                    reason = self.budget.skip_reason(job.model, self._prior(job))
+                    return self._finish_row(frames.error_row("skipped_budget", reason), None)
             try:
-                if pending is not None:
-                    reply = await self._read(
-                        lambda: self.edge.get_prediction(pending["prediction_id"])
-                    )
-                    record = reply.body
-                    self.state.claimed.add(record["id"])
-                else:
+                record = await self._reattach(pending, target) if pending else None
+                if record is None:
                     payload = await self.prepare_input(job.input)
-                    record = await self.create(job.position, target, payload)
+                    if key is not None:
+                        # Written before sending: a run killed while the create is held still
+                        # lets the next run find the prediction instead of paying twice.
+                        await self._mark_pending(
+                            key, "", job, target, sent_after=_utcnow(), sent_input=payload
+                        )
+                    record, sent, sent_wall = await self.create(job.position, target, payload)
+                else:
+                    sent, sent_wall = self.clock(), time.time()
+                    self.state.in_flight[record["id"]] = ""
                 if key is not None and record.get("status") not in _TERMINAL:
                     await self._mark_pending(key, record["id"], job, target)
-                self.state.in_flight[record["id"]] = key or ""
+                deadline = None if self.timeout is None else sent + self.timeout
                 record = await self.wait_for(record, deadline)
-                if record.get("status") not in _TERMINAL:
+                timed_out = record.get("status") not in _TERMINAL
+                if timed_out:
                     with anyio.CancelScope(shield=True):
-                        canceled = await self.cancel(record["id"])
-                        self.state.in_flight.pop(record["id"], None)
-                        if key is not None:
-                            await anyio.to_thread.run_sync(self.cache.clear_pending, key)
-                    row = frames.prediction_row(canceled or record, latency_s=self.clock() - submitted)
-                    row.update(status="timeout", error=f"no result within timeout={self.timeout} s; canceled on Replicate")
-                    cost, basis = self._cost(job, target, canceled or record)
-                    row.update(cost_usd=cost, cost_basis=basis)
-                    self._settle(reservation, cost)
-                    return self._finish_row(row, submitted_wall)
+                        record = await self.cancel(record["id"]) or record
                 self.state.in_flight.pop(record["id"], None)
-                latency = self.clock() - submitted
-                row = frames.prediction_row(record, latency_s=latency)
-                if row["status"] == "succeeded":
+                row = frames.prediction_row(record, latency_s=self.clock() - sent)
+                if timed_out:
+                    row.update(
+                        status="timeout",
+                        error=f"no result within timeout={self.timeout} s; canceled on Replicate",
+                    )
+                elif row["status"] == "succeeded":
                     try:
                         row["output"] = await self.localize(row["output"])
                     except ReplicateAPIError as exc:
                         row.update(status="error", error=f"output files could not be downloaded: {exc}")
-                cost, basis = self._cost(job, target, record)
-                row.update(cost_usd=cost, cost_basis=basis)
-                self._settle(reservation, cost)
+                row["cost_usd"], row["cost_basis"] = self._cost(job, target, record)
+                self._settle(reservation, row["cost_usd"])
                 reservation = None
                 if key is not None:
-                    await self._store(key, job, target, record, row)
-                return self._finish_row(row, submitted_wall)
+                    with anyio.CancelScope(shield=True):
+                        await self._store(key, job, target, record, row)
+                return self._finish_row(row, sent_wall)
             except AuthenticationError:
                 raise
             except ReplicateAPIError as exc:
                 self._settle(reservation, None)
-                return self._finish_row(frames.error_row("error", str(exc)), submitted_wall)
+                if key is not None:
+                    await anyio.to_thread.run_sync(self.cache.clear_pending, key)
+                return self._finish_row(frames.error_row("error", str(exc)), sent_wall)
+
+    async def _reattach(self, pending: dict, target: Target) -> dict | None:
+        """The prediction a previous run started for this row, or None if it cannot be found."""
+        prediction_id = pending.get("prediction_id")
+        if prediction_id:
+            try:
+                record = (await self._read(lambda: self.edge.get_prediction(prediction_id))).body
+            except ReplicateAPIError:
+                return None
+            self.state.claimed.add(record["id"])
+            return record
+        meta = pending.get("meta") or {}
+        sent_after = meta.get("sent_after")
+        sent_input = meta.get("sent_input")
+        if not sent_after or sent_input is None:
+            return None
+        attempt = _Attempt(
+            target, sent_input, datetime.fromisoformat(sent_after.replace("Z", "+00:00"))
+        )
+        return await self.reconcile(attempt)
 
     def _prior(self, job: frames.Job) -> float | None:
         if self.budget.max_cost is None:
@@ -489,13 +528,27 @@ class _Engine:
         self.budget_changed.set()
         self.budget_changed = anyio.Event()
 
-    def _finish_row(self, row: dict, submitted_wall: float) -> dict:
-        row.setdefault("submitted_at", submitted_wall)
-        row.setdefault("completed_at", time.time())
+    def _finish_row(self, row: dict, sent_wall: float | None) -> dict:
+        """Stamp the client-clock times of the row (None: nothing was sent) for the timeline."""
+        if sent_wall is not None:
+            row["submitted_at"] = sent_wall
+            row["completed_at"] = time.time()
         return row
 
-    async def _mark_pending(self, key: str, prediction_id: str, job: frames.Job, target: Target) -> None:
-        meta = {"model": job.model, "version": target.identity}
+    async def _mark_pending(
+        self,
+        key: str,
+        prediction_id: str,
+        job: frames.Job,
+        target: Target,
+        *,
+        sent_after: datetime | None = None,
+        sent_input: dict | None = None,
+    ) -> None:
+        meta: dict[str, Any] = {"model": job.model, "version": target.identity}
+        if sent_after is not None:
+            meta["sent_after"] = (sent_after - timedelta(seconds=5)).isoformat()
+            meta["sent_input"] = sent_input
         await anyio.to_thread.run_sync(self.cache.mark_pending, key, prediction_id, meta)
 
     async def _store(self, key: str, job: frames.Job, target: Target, record: dict, row: dict) -> None:
@@ -709,6 +762,7 @@ def run(df: pd.DataFrame, model: str | None = None, inputs: Any = None, **option
     """
     box: dict[str, Any] = {}
     ready = threading.Event()
+    done = threading.Event()
 
     async def main() -> None:
         with anyio.CancelScope() as scope:
@@ -724,20 +778,22 @@ def run(df: pd.DataFrame, model: str | None = None, inputs: Any = None, **option
             box["error"] = exc
         finally:
             ready.set()
+            done.set()
 
-    thread = threading.Thread(target=worker, name="replibatch-run", daemon=True)
-    thread.start()
+    threading.Thread(target=worker, name="replibatch-run", daemon=True).start()
     try:
-        while thread.is_alive():
-            thread.join(0.2)
+        # Event.wait, not Thread.join: a KeyboardInterrupt inside join() can leave the thread
+        # looking finished while it still runs (a known CPython bug before 3.12).
+        while not done.wait(0.2):
+            pass
     except KeyboardInterrupt:
         ready.wait()
-        if "scope" in box:
+        if "scope" in box and not done.is_set():
             try:
                 anyio.from_thread.run_sync(box["scope"].cancel, token=box["token"])
             except RuntimeError:
-                pass  # the loop already finished
-        thread.join(_CLEANUP_SECONDS + 10)
+                pass  # the loop finished meanwhile
+        done.wait(_CLEANUP_SECONDS + 10)
         raise
     if "error" in box:
         raise box["error"]
