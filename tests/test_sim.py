@@ -540,3 +540,24 @@ def test_pixel_diffusion_depends_on_its_inputs() -> None:
     slow = call_kwargs(model, {"prompt": "x", "num_inference_steps": 50})
     assert model.nominal_seconds(slow, None) > model.nominal_seconds(fast, None)
     assert 2 <= model.nominal_seconds(call_kwargs(model, {"prompt": "x"}), None) <= 5
+
+
+def test_list_predictions_filters_by_created_after(sim):
+    import datetime as dt
+
+    import httpx
+
+    headers = {"Authorization": "Bearer r8_test"}
+    body = {"input": {"prompt": "old", "max_tokens": 1}}
+    httpx.post(f"{sim.url}/v1/models/replibatch/tiny-llama/predictions", json=body, headers=headers)
+    time.sleep(0.05)
+    cut = dt.datetime.now(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    time.sleep(0.05)
+    body = {"input": {"prompt": "new", "max_tokens": 1}}
+    httpx.post(f"{sim.url}/v1/models/replibatch/tiny-llama/predictions", json=body, headers=headers)
+    page = httpx.get(f"{sim.url}/v1/predictions", params={"created_after": cut}, headers=headers).json()
+    assert [p["input"]["prompt"] for p in page["results"]] == ["new"]
+    everything = httpx.get(f"{sim.url}/v1/predictions", headers=headers).json()
+    assert [p["input"]["prompt"] for p in everything["results"]] == ["new", "old"]
+    bad = httpx.get(f"{sim.url}/v1/predictions", params={"created_after": "yesterday"}, headers=headers)
+    assert bad.status_code == 400

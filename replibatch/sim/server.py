@@ -532,9 +532,29 @@ class _SimApp:
                 return problem(400, "Bad request", "Invalid cursor")
         start = max(0, min(start, len(self.order)))
         stop = max(0, start - self.options.page_size)
-        page = [self._prediction_json(self.order[i]) for i in range(start - 1, stop - 1, -1)]
+        after = before = None
+        try:
+            if request.query.get("created_after"):
+                after = _parse_query_time(request.query["created_after"])
+            if request.query.get("created_before"):
+                before = _parse_query_time(request.query["created_before"])
+        except ValueError:
+            return problem(400, "Bad request", "created_after / created_before must be ISO 8601")
+        chosen = [self.order[i] for i in range(start - 1, stop - 1, -1)]
+        if after is not None:
+            chosen = [p for p in chosen if self.clock.wall(p.created) > after]
+            # Creation order is time order: once a page reaches past `after`, nothing older is due.
+            if stop > 0 and self.clock.wall(self.order[stop].created) <= after:
+                stop = 0
+        if before is not None:
+            chosen = [p for p in chosen if self.clock.wall(p.created) < before]
+        page = [self._prediction_json(p) for p in chosen]
+        query = "".join(
+            f"&{name}={request.query[name]}" for name in ("created_after", "created_before")
+            if request.query.get(name)
+        )
         return _json({
-            "next": self._page_url("/v1/predictions", stop) if stop > 0 else None,
+            "next": self._page_url("/v1/predictions", stop) + query if stop > 0 else None,
             "previous": (
                 self._page_url("/v1/predictions", min(len(self.order), start + self.options.page_size))
                 if start < len(self.order) else None
@@ -800,3 +820,13 @@ class SimServer:
     def __repr__(self) -> str:
         state = "closed" if self._closed else self.url
         return f"<SimServer {state}>"
+
+
+def _parse_query_time(text: str) -> float:
+    """Epoch seconds of an ISO 8601 query value (``Z`` or an offset; naive means UTC)."""
+    from datetime import datetime, timezone
+
+    parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace(" ", "+"))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.timestamp()
