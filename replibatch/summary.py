@@ -104,6 +104,7 @@ def project(
     *,
     concurrency: int,
     rate_per_minute: float,
+    burst: float | None = None,
 ) -> pd.DataFrame:
     """Project cost and wall time of running `rows_per_model` rows from pilot result rows.
 
@@ -112,9 +113,10 @@ def project(
 
     - ``cost_usd`` = mean pilot cost × n; ``cost_low_usd`` / ``cost_high_usd`` = the cheapest /
       dearest pilot row × n (a few pilot rows give a range, not a confidence interval);
-    - ``wall_s`` = max(n / rate, n × mean latency / concurrency) + one mean latency: the run is
-      bound either by the create-request rate or by `concurrency` predictions in flight at once,
-      and the last row still takes a full latency after it starts.
+    - ``wall_s`` = max((n - burst) / rate, n × mean latency / concurrency) + one mean latency:
+      the run is bound either by the create-request rate (after the limiter's first burst,
+      by default a second's worth of creates, as the run's limiter allows) or by `concurrency`
+      predictions in flight at once, and the last row still takes a full latency after it starts.
 
     The ``total`` row sums rows and costs (NaN if any model's cost is unknown) and applies the
     same wall-time model to all rows together (they share the limits), ending with the longest
@@ -136,6 +138,7 @@ def project(
         if isinstance(rows, bool) or not isinstance(rows, (int, np.integer)) or rows < 0:
             raise ConfigurationError(f"rows for {model} must be an integer >= 0, got {rows!r}")
     seconds_per_create = 60.0 / rate_per_minute
+    burst = max(1.0, rate_per_minute / 60.0) if burst is None else max(0.0, float(burst))
 
     records = []
     for model, rows in rows_per_model.items():
@@ -153,7 +156,9 @@ def project(
                 "cost_low_usd": cost.min() * rows if len(cost) else math.nan,
                 "cost_high_usd": cost.max() * rows if len(cost) else math.nan,
                 "latency_mean_s": mean_latency,
-                "wall_s": _wall(rows, rows * mean_latency, mean_latency, concurrency, seconds_per_create),
+                "wall_s": _wall(
+                    rows, rows * mean_latency, mean_latency, concurrency, seconds_per_create, burst
+                ),
                 "_busy_s": rows * mean_latency,
             }
         )
@@ -176,6 +181,7 @@ def project(
             to_run["latency_mean_s"].max(skipna=False) if len(to_run) else 0.0,
             concurrency,
             seconds_per_create,
+            burst,
         ),
         "_busy_s": math.nan,
     }
@@ -205,11 +211,17 @@ def _status_order(status: str) -> tuple[int, str]:
 
 
 def _wall(
-    rows: int, busy_s: float, tail_latency_s: float, concurrency: int, seconds_per_create: float
+    rows: int,
+    busy_s: float,
+    tail_latency_s: float,
+    concurrency: int,
+    seconds_per_create: float,
+    burst: float,
 ) -> float:
     if rows == 0:
         return 0.0
-    return max(rows * seconds_per_create, busy_s / concurrency) + tail_latency_s
+    paced = max(0.0, rows - burst) * seconds_per_create
+    return max(paced, busy_s / concurrency) + tail_latency_s
 
 
 def _decimals_for(amount: float) -> int:

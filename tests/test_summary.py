@@ -90,8 +90,9 @@ def test_project_per_model_cost_range_and_wall_time(pilot):
     assert (a["rows"], a["pilot_rows"]) == (600, 3)
     assert a["cost_mean_usd"] == pytest.approx(0.02)
     assert (a["cost_usd"], a["cost_low_usd"], a["cost_high_usd"]) == pytest.approx((12.0, 6.0, 18.0))
-    # a: rate-bound: 600 rows / 2 per s = 300 s > 600 × 2 s / 10 = 120 s; + 2 s for the last row.
-    assert a["wall_s"] == pytest.approx(302.0)
+    # a: rate-bound: the first 2 creates go at once (a second's worth of burst), the other
+    # 598 at 2 per s = 299 s > 600 × 2 s / 10 = 120 s; + 2 s for the last row.
+    assert a["wall_s"] == pytest.approx(301.0)
     # b: concurrency-bound: 20 × 12 s / 10 = 24 s > 20 / 2 per s = 10 s; + 12 s.
     assert b["wall_s"] == pytest.approx(36.0)
     assert (b["cost_usd"], b["cost_low_usd"], b["cost_high_usd"]) == pytest.approx((12.0, 10.0, 14.0))
@@ -103,8 +104,11 @@ def test_project_total_shares_the_limits(pilot):
     assert list(frame.index) == ["a", "b", "total"]
     assert total["rows"] == 620 and total["pilot_rows"] == 5
     assert (total["cost_usd"], total["cost_low_usd"], total["cost_high_usd"]) == pytest.approx((24.0, 16.0, 32.0))
-    # 620 rows / 2 per s = 310 s > (1200 + 240) s / 10 = 144 s; + the longest mean latency 12 s.
-    assert total["wall_s"] == pytest.approx(322.0)
+    # (620 - 2 burst) rows / 2 per s = 309 s > (1200 + 240) s / 10 = 144 s; + the longest mean
+    # latency 12 s.
+    assert total["wall_s"] == pytest.approx(321.0)
+    without_burst = project(pilot, {"a": 600, "b": 20}, concurrency=10, rate_per_minute=120, burst=0)
+    assert without_burst.loc["total", "wall_s"] == pytest.approx(322.0)
 
 
 def test_project_unknown_cost_makes_the_total_unknown(pilot):
