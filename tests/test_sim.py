@@ -561,3 +561,36 @@ def test_list_predictions_filters_by_created_after(sim):
     assert [p["input"]["prompt"] for p in everything["results"]] == ["new", "old"]
     bad = httpx.get(f"{sim.url}/v1/predictions", params={"created_after": "yesterday"}, headers=headers)
     assert bad.status_code == 400
+
+
+# -- shutdown inside a running event loop (Jupyter) --------------------------------------------------
+def test_close_and_serve_work_inside_a_running_event_loop() -> None:
+    import asyncio
+
+    async def inside() -> None:
+        server = serve()
+        assert httpx.get(f"{server.url}/v1/hardware", headers=AUTH).status_code == 200
+        server.close()
+        server.close()  # idempotent
+        assert not server._thread.is_alive() and server._loop.is_closed()
+        with serve() as other:
+            assert httpx.get(f"{other.url}/v1/account", headers=AUTH).status_code == 200
+        assert not other._thread.is_alive() and other._loop.is_closed()
+
+    asyncio.run(inside())
+
+
+def test_close_from_another_thread() -> None:
+    server = serve()
+    errors: list[BaseException] = []
+
+    def shut() -> None:
+        try:
+            server.close()
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    worker = threading.Thread(target=shut)
+    worker.start()
+    worker.join(10)
+    assert errors == [] and server._loop.is_closed()

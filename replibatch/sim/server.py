@@ -805,11 +805,23 @@ class SimServer:
             self._shutdown_loop()
 
     def _shutdown_loop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=30)
-        self._loop.run_until_complete(self._loop.shutdown_asyncgens())
-        self._loop.run_until_complete(self._loop.shutdown_default_executor())
-        self._loop.close()
+        # The cleanup runs on the server's own loop thread, never on the caller's: the caller
+        # may be inside a running event loop (a Jupyter cell), where run_until_complete fails.
+        loop = self._loop
+
+        async def finish() -> None:
+            await loop.shutdown_asyncgens()
+            await loop.shutdown_default_executor()
+
+        try:
+            if self._thread.is_alive() and not loop.is_closed():
+                asyncio.run_coroutine_threadsafe(finish(), loop).result(timeout=30)
+        finally:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(loop.stop)
+            self._thread.join(timeout=30)
+            if not self._thread.is_alive() and not loop.is_closed():
+                loop.close()
 
     def __enter__(self) -> SimServer:
         return self
