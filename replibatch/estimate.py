@@ -23,7 +23,9 @@ def estimate(
     pilot: int = 3,
     **options: Any,
 ) -> pd.DataFrame:
-    """Run the first ``pilot`` rows of each model, then project cost and wall time of ``df``.
+    """Run ``pilot`` rows of each model, then project cost and wall time of the whole ``df``.
+
+    The pilot rows are spread evenly over each model's rows (first and last included).
 
     The pilot rows go through ``replibatch.run`` with the same options (and cache), so the real
     run reuses them. Returns a frame indexed by model plus ``total`` with ``rows``, ``cost_usd``
@@ -38,7 +40,9 @@ def estimate(
     per_model: dict[str, list[int]] = {}
     for job in plan.jobs:
         per_model.setdefault(job.model, []).append(job.position)
-    chosen = sorted(p for positions in per_model.values() for p in positions[:pilot])
+    # Spread the pilot over each model's rows: the first rows of an ordered grid are one corner
+    # of the sweep (the cheapest, often), which would bias the projection.
+    chosen = sorted(p for positions in per_model.values() for p in _spread(positions, pilot))
     pilot_frame = df.iloc[chosen]
     result = run(pilot_frame, model, inputs, **options)
     summary = result.attrs.get("replibatch", {})
@@ -59,3 +63,13 @@ def estimate(
     )
     projection.attrs["pilot"] = result
     return projection
+
+
+def _spread(positions: list[int], count: int) -> list[int]:
+    """``count`` evenly spaced items of ``positions`` (all of them when there are fewer)."""
+    if len(positions) <= count:
+        return positions
+    if count == 1:
+        return [positions[0]]
+    step = (len(positions) - 1) / (count - 1)
+    return [positions[round(i * step)] for i in range(count)]

@@ -494,7 +494,7 @@ def _convert_column(df: pd.DataFrame, column: Hashable) -> list[Any]:
                     f"cannot be sent as JSON"
                 )
             else:
-                out.append(value)
+                out.append(int(value) if value.is_integer() and abs(value) < 2**53 else value)
         elif value is None or _is_missing(value):
             out.append(_MISSING)
         else:
@@ -530,6 +530,10 @@ def _to_json(value: Any, where: str = "") -> Any:
         number = float(value)
         if not math.isfinite(number):
             raise _NotJSON(f"{type(value).__name__} {number!r}{_at(where)} cannot be sent as JSON")
+        # pandas turns an int column with a missing cell into floats (24 -> 24.0); a model with
+        # an integer input rejects 24.0, while a float input accepts 24. Keys treat them alike.
+        if number.is_integer() and abs(number) < 2**53:
+            return int(number)
         return number
     if isinstance(value, FileInput):
         return value

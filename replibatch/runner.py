@@ -131,6 +131,11 @@ def _input_for_storage(value: Any) -> Any:
     return value
 
 
+def _is_streamed_text(record: dict, row: dict) -> bool:
+    """True when tokens were joined into text: a token that happens to be a URL is not a file."""
+    return isinstance(record.get("output"), list) and isinstance(row.get("output"), str)
+
+
 def _cached_row(entry: CacheEntry) -> dict:
     row = dict(entry.row)
     row["cached"] = True
@@ -461,7 +466,7 @@ class _Engine:
                         status="timeout",
                         error=f"no result within timeout={self.timeout} s; canceled on Replicate",
                     )
-                elif row["status"] == "succeeded":
+                elif row["status"] == "succeeded" and not _is_streamed_text(record, row):
                     try:
                         row["output"] = await self.localize(row["output"])
                     except ReplicateAPIError as exc:

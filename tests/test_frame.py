@@ -491,3 +491,12 @@ def test_assemble_100k_rows_fast():
     assert time.perf_counter() - start < 1.0
     assert len(res) == n and res["latency_s"].iloc[-1] == n - 1
     assert res["tokens_per_second"].dtype == "float64"
+
+
+def test_whole_number_floats_from_a_column_with_gaps_are_sent_as_ints():
+    df = pd.DataFrame({"prompt": ["a", "b", "c"], "max_tokens": [24, None, 8]})
+    assert df["max_tokens"].dtype == float  # what pandas does to an int column with a gap
+    plan = plan_jobs(df, model="o/m")
+    sent = [job.input.get("max_tokens") for job in plan.jobs]
+    assert sent == [24, None, 8] and all(type(v) is int for v in sent if v is not None)
+    assert plan_jobs(pd.DataFrame({"t": [0.5]}), model="o/m").jobs[0].input == {"t": 0.5}
