@@ -594,3 +594,33 @@ def test_close_from_another_thread() -> None:
     worker.start()
     worker.join(10)
     assert errors == [] and server._loop.is_closed()
+
+
+# -- demo models agree with the price table ----------------------------------------------------------
+def test_demo_models_hardware_and_pricing_match_the_price_table() -> None:
+    from replibatch.cost import PriceTable
+    from replibatch.sim.models import HARDWARE, default_deployments
+
+    table = PriceTable.default()
+    prices = json.loads((Path(__file__).parent.parent / "replibatch" / "data" / "prices.json")
+                        .read_text())
+    for model in default_models():
+        entry = table.lookup(model.ref)
+        assert entry is not None, model.ref
+        if entry.kind == "per_second":
+            assert not model.official and model.pricing is None
+            assert model.hardware == entry.hardware, model.ref
+        elif entry.kind == "per_token":
+            assert model.official, model.ref
+            expected = {"input_token": entry.usd_per_input_token,
+                        "output_token": entry.usd_per_output_token}
+            assert model.pricing == {k: float(v) for k, v in expected.items() if v is not None}
+        else:
+            assert model.official and model.pricing == {entry.unit: float(entry.usd_per_output)}
+        assert model.hardware in HARDWARE and model.hardware in table.hardware_skus
+    assert default_models()[2].pricing == {"input_token": 5e-07, "output_token": 1.5e-06}
+    for deployment in default_deployments():
+        entry = table.lookup(f"deployments/{deployment.ref}")
+        assert entry is not None and deployment.hardware == entry.hardware
+    for sku, name in HARDWARE.items():
+        assert prices["hardware"][sku]["name"] == name

@@ -42,6 +42,8 @@ __all__ = [
     "TinyLlama",
     "default_deployments",
     "default_models",
+    "demo_hardware",
+    "demo_pricing",
 ]
 
 # sku -> name, as GET /v1/hardware lists them (prices are in pricing-facts, not in the API).
@@ -60,8 +62,8 @@ HARDWARE: dict[str, str] = {
 class SimModel:
     """A model hosted by the simulator.
 
-    ``pricing`` holds per-unit USD prices for official models (e.g. ``{"input_token": 9.5e-06,
-    "output_token": 9.5e-06}``); time-billed models leave it None and are priced by ``hardware``.
+    ``pricing`` holds per-unit USD prices for official models (e.g. ``{"input_token": 5e-07,
+    "output_token": 1.5e-06}``); time-billed models leave it None and are priced by ``hardware``.
     Raises TypeError (from schema generation) when the predictor declares unsupported types.
     """
 
@@ -356,25 +358,57 @@ class PixelDiffusion(BasePredictor):
         return 0.4 + per_step * inputs["num_inference_steps"]
 
 
-# Official models bill per unit; this one uses the per-token price found for Llama 3.1 405B
-# (USD 9.50 per million tokens, input and output; see pricing-facts.md).
-OFFICIAL_CHAT_PRICING = {"input_token": 9.5e-06, "output_token": 9.5e-06}
+# The demo models' billing (hardware SKU or per-unit prices) is read from the price table
+# (replibatch/data/prices.json), the source of truth for cost columns, so the two cannot disagree.
+def _price_entry(key: str) -> Any:
+    from replibatch.cost import PriceTable
+
+    price = PriceTable.default().lookup(key)
+    if price is None:
+        raise LookupError(f"{key} has no entry in replibatch/data/prices.json")
+    return price
+
+
+def demo_hardware(key: str) -> str:
+    """The hardware SKU the price table bills `key` (``owner/name`` or ``deployments/...``) on."""
+    price = _price_entry(key)
+    if price.hardware is None:
+        raise LookupError(f"{key} is not billed per second on hardware in prices.json")
+    return str(price.hardware)
+
+
+def demo_pricing(key: str) -> dict[str, float]:
+    """Per-unit USD prices of an official model from the price table (``input_token`` ...)."""
+    price = _price_entry(key)
+    if price.kind == "per_token":
+        pairs = (("input_token", price.usd_per_input_token),
+                 ("output_token", price.usd_per_output_token))
+        return {unit: float(usd) for unit, usd in pairs if usd is not None}
+    if price.kind == "per_output":
+        return {price.unit: float(price.usd_per_output)}
+    raise LookupError(f"{key} is not priced per unit in prices.json")
+
+
+# Official models run on hardware the service chooses but bill per unit (see demo_pricing).
+_OFFICIAL_CHAT_HARDWARE = "gpu-a100-large"
 
 
 def default_models() -> list[SimModel]:
     """Fresh instances of the demo models."""
     return [
-        SimModel("replibatch", "tiny-llama", TinyLlama(), "gpu-t4", kind="text",
-                 description="A tiny text model for testing: streams plausible words."),
-        SimModel("replibatch", "pixel-diffusion", PixelDiffusion(), "gpu-l40s", kind="image",
+        SimModel("replibatch", "tiny-llama", TinyLlama(), demo_hardware("replibatch/tiny-llama"),
+                 kind="text", description="A tiny text model for testing: streams plausible words."),
+        SimModel("replibatch", "pixel-diffusion", PixelDiffusion(),
+                 demo_hardware("replibatch/pixel-diffusion"), kind="image",
                  description="A tiny image model for testing: colourful shapes as PNG."),
-        SimModel("replibatch", "official-chat", OfficialChat(), "gpu-a100-large", kind="text",
-                 description="An official-style chat model, priced per token.", official=True,
-                 pricing=OFFICIAL_CHAT_PRICING),
+        SimModel("replibatch", "official-chat", OfficialChat(), _OFFICIAL_CHAT_HARDWARE,
+                 kind="text", description="An official-style chat model, priced per token.",
+                 official=True, pricing=demo_pricing("replibatch/official-chat")),
     ]
 
 
 def default_deployments() -> list[SimDeployment]:
     """The demo deployment ``replibatch/tiny-llama-prod`` (runs tiny-llama on gpu-t4)."""
-    return [SimDeployment("replibatch", "tiny-llama-prod", "replibatch/tiny-llama", "gpu-t4")]
+    return [SimDeployment("replibatch", "tiny-llama-prod", "replibatch/tiny-llama",
+                          demo_hardware("deployments/replibatch/tiny-llama-prod"))]
 
