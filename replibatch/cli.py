@@ -419,7 +419,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "sim":
             from .sim.cli import main as sim_main
 
-            return sim_main(args_list[args_list.index("sim") + 1:])
+            try:
+                return sim_main(args_list[args_list.index("sim") + 1:], prog="replibatch sim")
+            except SystemExit as exc:  # its own usage error (e.g. an option out of range)
+                return int(exc.code or 0) if not isinstance(exc.code, str) else 2
         parser.print_help()
         return 2
     except CliError as exc:

@@ -624,3 +624,22 @@ def test_demo_models_hardware_and_pricing_match_the_price_table() -> None:
         assert entry is not None and deployment.hardware == entry.hardware
     for sku, name in HARDWARE.items():
         assert prices["hardware"][sku]["name"] == name
+
+
+# -- CLI program name ------------------------------------------------------------------------------
+def test_cli_usage_names_the_command_it_was_started_as(capsys: pytest.CaptureFixture[str]) -> None:
+    from replibatch.cli import main as replibatch_main
+
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["--bad"])
+    assert exc.value.code == 2
+    assert "usage: python -m replibatch.sim" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli_main(["--port", "x"], prog="replibatch sim")
+    err = capsys.readouterr().err
+    assert "usage: replibatch sim" in err and "python -m" not in err
+    # Through the `replibatch` command: an option the simulator rejects is a usage error (2).
+    assert replibatch_main(["sim", "--error-rate", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "usage: replibatch sim" in err and "replibatch sim: error: error_rate" in err
+    assert "python -m" not in err

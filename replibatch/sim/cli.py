@@ -30,18 +30,32 @@ def build_parser(prog: str = "python -m replibatch.sim") -> argparse.ArgumentPar
     return p
 
 
-def main(argv: Sequence[str] | None = None, *, stop: threading.Event | None = None) -> int:
-    """Serve until Ctrl-C (or until ``stop`` is set); prints the base URL first. Returns 0."""
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    stop: threading.Event | None = None,
+    prog: str = "python -m replibatch.sim",
+) -> int:
+    """Serve until Ctrl-C (or until ``stop`` is set); prints the base URL first. Returns 0.
+
+    `prog` is the command name shown in usage and error messages (``replibatch sim`` when the
+    ``replibatch`` command delegates here). A bad argument or option value exits with status 2
+    (SystemExit, as argparse does) after printing the usage.
+    """
     from replibatch.sim import serve
 
-    args = build_parser().parse_args(argv)
-    server = serve(
-        host=args.host, port=args.port,
-        create_rate=args.create_rate or None, read_rate=args.read_rate or None,
-        time_scale=args.time_scale, predict_time=args.predict_time, queue_delay=args.queue_delay,
-        retention=args.retention, error_rate=args.error_rate, drop_rate=args.drop_rate,
-        failure_rate=args.failure_rate, seed=args.seed,
-    )
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    try:
+        server = serve(
+            host=args.host, port=args.port,
+            create_rate=args.create_rate or None, read_rate=args.read_rate or None,
+            time_scale=args.time_scale, predict_time=args.predict_time,
+            queue_delay=args.queue_delay, retention=args.retention, error_rate=args.error_rate,
+            drop_rate=args.drop_rate, failure_rate=args.failure_rate, seed=args.seed,
+        )
+    except (ValueError, OSError) as exc:  # an option out of range, or the port is taken
+        parser.error(str(exc))
     stop = stop or threading.Event()
     try:
         print(f"Replicate simulator listening on {server.url}", flush=True)
