@@ -64,7 +64,9 @@ def summarize(result: pd.DataFrame, wall_s: float) -> dict[str, Any]:
 
 def format_summary(summary: Mapping[str, Any]) -> str:
     """One readable line from `summarize`'s dict, e.g. ``120 rows: 118 succeeded, 2 failed,
-    40 cached · $0.0123 spent, $0.0040 saved by cache · 12.3 s · 585 rows/min``."""
+    40 cached · $0.0123 spent, $0.0040 saved by cache · 12.3 s · 585 rows/min``.
+
+    Wall times under a second read in milliseconds and leave out the rate (``55 ms``)."""
     counts = [f"{summary['succeeded']} succeeded"]
     counts += [f"{count} {status}" for status, count in summary.get("by_status", {}).items()]
     if summary.get("cached"):
@@ -79,7 +81,8 @@ def format_summary(summary: Mapping[str, Any]) -> str:
     head = f"{rows} row{'' if rows == 1 else 's'}: " + ", ".join(counts)
     parts = [head, money, _format_duration(summary["wall_s"])]
     rate = summary.get("rows_per_minute")
-    if rate is not None and math.isfinite(rate):
+    # Under a second (e.g. everything from the cache) a rate says nothing about throughput.
+    if rate is not None and math.isfinite(rate) and summary["wall_s"] >= 1:
         parts.append(f"{rate:.0f} rows/min" if rate >= 10 else f"{rate:.2g} rows/min")
     return " · ".join(parts)
 
@@ -229,6 +232,10 @@ def _decimals_for(amount: float) -> int:
 
 
 def _format_duration(seconds: float) -> str:
+    if seconds < 0.001:
+        return "0 s" if seconds == 0 else "<1 ms"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
     if seconds < 60:
         return f"{seconds:.1f} s"
     minutes, secs = divmod(int(round(seconds)), 60)

@@ -143,3 +143,14 @@ def test_project_rejects_bad_input(pilot):
         project(pilot.drop(columns="latency_s"), {"a": 1}, concurrency=1, rate_per_minute=60)
     with pytest.raises(ConfigurationError):
         project(pilot, {"a": -1}, concurrency=1, rate_per_minute=60)
+
+
+def test_sub_second_run_shows_milliseconds_and_no_rate():
+    frame = pd.DataFrame({"status": ["succeeded"] * 120, "cached": [True] * 120,
+                          "cost_usd": [0.0001] * 120})
+    line = format_summary(summarize(frame, 0.0553))
+    assert line.endswith(" · 55 ms")
+    assert "rows/min" not in line and "0.0 s" not in line
+    assert format_summary(summarize(frame, 0.0004)).endswith(" · <1 ms")
+    assert format_summary(summarize(frame, 0)).endswith(" · 0 s")
+    assert format_summary(summarize(frame, 2.5)).endswith(" · 2.5 s · 2880 rows/min")
