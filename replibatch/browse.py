@@ -12,9 +12,10 @@ from typing import Any
 
 import pandas as pd
 
-from .compare import RESULT_COLUMNS, _key_part, format_seconds, format_usd
+from .compare import RESULT_COLUMNS, _key_part, format_seconds
 from .errors import ConfigurationError
 from .media import CSS, MediaRenderer, is_missing
+from .summary import format_usd
 
 __all__ = ["Browser", "browse"]
 

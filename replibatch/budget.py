@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from .errors import ConfigurationError
+from .summary import format_usd
 
 __all__ = ["Budget", "Reservation"]
 
@@ -129,8 +130,8 @@ class Budget:
         """One line for the ``error`` column of a row skipped by the budget."""
         with self._lock:
             expected = self._expected(model_key, prior)
-            cap = f"${_usd(self._cap)}" if self._cap is not None else "none"
-            spent = f"${_usd(self._spent)} spent"
+            cap = format_usd(float(self._cap)) if self._cap is not None else "none"
+            spent = f"{format_usd(float(self._spent))} spent"
             if model_key in self._unpriceable and expected is None:
                 return (
                     f"max_cost {cap}: the cost of {model_key} is unknown, so the cap cannot be "
@@ -140,8 +141,8 @@ class Budget:
                 return f"max_cost {cap} reached: {spent}"
             flight = sum(self._in_flight.values(), Decimal(0))
             return (
-                f"max_cost {cap} reached: {spent} + ${_usd(flight)} in flight + "
-                f"${_usd(expected)} expected for this row would pass it"
+                f"max_cost {cap} reached: {spent} + {format_usd(float(flight))} in flight + "
+                f"{format_usd(float(expected))} expected for this row would pass it"
             )
 
     def finish(self, reservation: Reservation, actual_cost: float) -> None:
@@ -209,7 +210,3 @@ class Budget:
 def _dec(value: float) -> Decimal:
     # Sum the decimal text of each figure so 10 × $0.001 is exactly $0.01, not just above it.
     return Decimal(repr(float(value)))
-
-
-def _usd(value: Decimal) -> str:
-    return f"{float(value):.4f}" if value >= Decimal("0.0001") or value == 0 else f"{float(value):.2g}"

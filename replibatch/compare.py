@@ -14,6 +14,7 @@ import pandas as pd
 
 from .errors import ConfigurationError
 from .media import CSS, MediaRenderer, is_missing
+from .summary import format_usd  # the one USD formatter (also imported from here by others)
 
 __all__ = ["Comparison", "compare"]
 
@@ -241,13 +242,6 @@ def _finite(value: Any) -> float | None:
 def format_seconds(seconds: float) -> str:
     """3 significant digits, e.g. ``0.412 s``, ``3.21 s``, ``41.2 s``."""
     return f"{seconds:.3g} s" if seconds < 1000 else f"{seconds:,.0f} s"
-
-
-def format_usd(cost: float) -> str:
-    """Enough digits to tell cheap predictions apart, e.g. ``$0.00123``, ``$1.50``."""
-    if cost == 0:
-        return "$0"
-    return f"${cost:.3g}" if cost < 1 else f"${cost:,.2f}"
 
 
 def _row_badges(row: pd.Series) -> list[str]:

@@ -269,7 +269,7 @@ def cost_summary(data: pd.DataFrame, *, x: str = "model", y: str = "cost_usd") -
 
 
 def _usd(value: float) -> str:
-    from .compare import format_usd
+    from .summary import format_usd
 
     return format_usd(value)
 

@@ -88,17 +88,27 @@ def format_summary(summary: Mapping[str, Any]) -> str:
 
 
 def format_usd(amount: float) -> str:
-    """Dollars for display: 4 decimals, or 2 significant digits below $0.0001, 2 decimals from
-    $100 (``$0.0123``, ``$0.0000068``, ``$123.46``); ``$?`` for NaN."""
-    if amount is None or math.isnan(amount):
+    """Dollars for display, never in scientific notation: 4 decimals, or 2 significant digits
+    below $0.001, 2 decimals from $100 (``$0.0123``, ``$0.00039``, ``$0.000077``,
+    ``$0.0000068``, ``$123.46``); ``$?`` for NaN or None.
+
+    The one USD formatter of replibatch: summaries, comparisons, plots, reports and budgets.
+    """
+    if amount is None:
         return "$?"
+    amount = float(amount)
+    if math.isnan(amount):
+        return "$?"
+    if math.isinf(amount):
+        return "-$∞" if amount < 0 else "$∞"
     if amount == 0:
         return "$0"
-    if abs(amount) >= 100:
-        return f"${amount:,.2f}"
-    if abs(amount) >= 0.0001:
-        return f"${amount:.4f}"
-    return f"${amount:.{_decimals_for(amount)}f}"
+    sign, amount = ("-", -amount) if amount < 0 else ("", amount)
+    if amount >= 100:
+        return f"{sign}${amount:,.2f}"
+    if round(amount, 4) >= 0.001:
+        return f"{sign}${amount:.4f}"
+    return f"{sign}${amount:.{_decimals_for(amount)}f}"
 
 
 def project(

@@ -135,3 +135,10 @@ def test_missing_values_can_be_filtered(res):
 def test_bad_page_size(res, page_size):
     with pytest.raises(ConfigurationError, match="page_size"):
         browse(res, page_size=page_size)
+
+
+def test_small_costs_are_plain_decimals(res):
+    res.loc["r0", "cost_usd"] = 7.73e-05
+    b = Browser(res)
+    b.rows.value = 0
+    assert "$0.000077" in b.detail.value and "e-05" not in b.detail.value

@@ -163,3 +163,15 @@ def test_rows_after_exhaustion_are_all_skipped_and_cached_rows_are_free():
     assert started == [1, 3, 5, 7, 9]
     assert skipped == [11, 13, 15, 17, 19]
     assert budget.spent == 0.05
+
+
+def test_skip_reason_shows_small_amounts_as_plain_decimals():
+    budget = Budget(0.00002)
+    first = budget.try_start("m", 0.0000068)
+    assert first is not None
+    budget.finish(first, 0.0000068)
+    while budget.try_start("m", 0.0000068) is not None:
+        pass
+    reason = budget.skip_reason("m", 0.0000068)
+    assert "max_cost $0.000020" in reason and "$0.0000068 spent" in reason
+    assert "e-0" not in reason

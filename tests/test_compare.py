@@ -159,7 +159,7 @@ def test_several_images_in_one_output_form_a_gallery(tmp_path):
 
 def test_badges_show_latency_cost_status_and_cache(res):
     page = compare(res).to_html()
-    assert "1.23 s" in page and "$0.00123" in page
+    assert "1.23 s" in page and "$0.0012" in page
     assert '<span class="rb-badge rb-bad">failed</span>' in page
     assert page.count('rb-badge rb-cached">cached<') == 1
     assert html.escape("predict_time 1.0 s × gpu-t4 $0.000225/s") in page  # cost basis tooltip
@@ -231,3 +231,9 @@ def test_missing_column_is_named(res, kwargs, missing):
 def test_same_column_as_index_and_columns_is_rejected(res):
     with pytest.raises(ConfigurationError, match="both"):
         compare(res, index="model", columns="model")
+
+
+def test_small_costs_in_badges_are_plain_decimals():
+    page = compare(pd.DataFrame([_row("p", "m", "text", cost_usd=7.73e-05)])).to_html()
+    assert ">$0.000077</span>" in page
+    assert "e-05" not in page

@@ -237,3 +237,16 @@ def test_timeline_needs_submit_and_completion_times(res):
 def test_missing_columns_are_named(res, draw):
     with pytest.raises(ConfigurationError, match="is not in the frame"):
         draw(res)
+
+
+def test_small_costs_on_axes_and_annotations_are_plain_decimals(res):
+    res = res.assign(cost_usd=res["cost_usd"] * 0.05)  # ~$0.00005 per row
+    ax = plot.cost_vs_latency(res)
+    ax.figure.canvas.draw()
+    ticks = [t for t in _tick_texts(ax, "y") if t]
+    assert ticks and all("e" not in t and t.startswith(("$", "-$")) for t in ticks)
+    bars = plot.cost(res)
+    bars.figure.canvas.draw()
+    notes = [t.get_text() for t in bars.texts if t.get_text().startswith("$")]
+    assert notes and all("e-0" not in t for t in notes)
+    assert plot._usd(7.73e-05) == "$0.000077"

@@ -154,3 +154,13 @@ def test_sub_second_run_shows_milliseconds_and_no_rate():
     assert format_summary(summarize(frame, 0.0004)).endswith(" · <1 ms")
     assert format_summary(summarize(frame, 0)).endswith(" · 0 s")
     assert format_summary(summarize(frame, 2.5)).endswith(" · 2.5 s · 2880 rows/min")
+
+
+def test_format_usd_never_uses_scientific_notation():
+    assert format_usd(7.73e-05) == "$0.000077"
+    assert format_usd(0.000385) == "$0.00038"  # 2 significant digits below $0.001
+    assert format_usd(0.00015) == "$0.00015"
+    assert format_usd(1e-9) == "$0.0000000010"
+    assert format_usd(-0.00005) == "-$0.000050"
+    for value in (7.73e-05, 1e-9, 3.3e-12, 0.00099, 0.5, 12.0):
+        assert "e" not in format_usd(value)
