@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import html
 import math
+import os
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from .compare import RESULT_COLUMNS, _key_part, format_seconds
 from .errors import ConfigurationError
-from .media import CSS, MediaRenderer, is_missing
+from .media import CSS, MediaRenderer, is_missing, local_path
 from .summary import format_usd
 
 __all__ = ["Browser", "browse"]
@@ -58,10 +60,26 @@ def _sorted_choices(keys: list[Any]) -> list[Any]:
     return present + ([None] if None in distinct else [])
 
 
-def _preview(value: Any, width: int = 60) -> str:
+def _display(value: Any) -> str:
+    """Plain text for a cell: file names rather than reprs, ``40`` rather than ``40.0``."""
     if is_missing(value):
         return "—"
-    text = " ".join(str(getattr(value, "path", value)).split())
+    if isinstance(value, float):  # also numpy floats; ints became floats in a concat with NaN
+        if math.isfinite(value) and value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
+        return str(value)
+    if isinstance(value, os.PathLike) or hasattr(value, "path"):
+        return Path(str(getattr(value, "path", value))).name or str(value)
+    if isinstance(value, str):
+        path = local_path(value)
+        return path.name if path is not None else value
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_display(item) for item in value)
+    return str(value)
+
+
+def _preview(value: Any, width: int = 60) -> str:
+    text = " ".join(_display(value).split())
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -74,7 +92,7 @@ def _format_field(name: str, value: Any) -> str:
     if name == "cost_usd":
         number = float(value)
         return format_usd(number) if math.isfinite(number) else "—"
-    return str(value)
+    return _display(value)
 
 
 class Browser:

@@ -142,3 +142,24 @@ def test_small_costs_are_plain_decimals(res):
     b = Browser(res)
     b.rows.value = 0
     assert "$0.000077" in b.detail.value and "e-05" not in b.detail.value
+
+
+def test_list_outputs_show_file_names_and_whole_floats_show_as_ints(tmp_path, image):
+    from replibatch.filestore import OutputFile
+
+    files = [OutputFile(image, url="https://replicate.delivery/x/out-0.png"),
+             OutputFile(tmp_path / "out-1.png", url="https://replicate.delivery/x/out-1.png")]
+    first = pd.DataFrame([{"prompt": "a", "max_tokens": 40, "model": "acme/image",
+                           "output": files, "status": "succeeded"}])
+    second = pd.DataFrame([{"prompt": "b", "max_tokens": np.nan, "model": "acme/image",
+                            "output": files[:1], "status": "succeeded"}])
+    res = pd.concat([first, second], ignore_index=True)
+    assert res.loc[0, "max_tokens"] == 40.0  # the concat made the column float
+    b = Browser(res)
+    labels = [label for label, _ in b.rows.options]
+    assert "OutputFile(" not in labels[0] and "url=" not in labels[0] and "[" not in labels[0]
+    assert labels[0].endswith("abcdef.png, out-1.png")
+    assert "max_tokens=40 " in labels[0] and "40.0" not in labels[0]
+    assert [label for label, _ in b.filters["max_tokens"].options][1] == "40 (1)"
+    b.rows.value = 0
+    assert ">40<" in b.detail.value and "40.0" not in b.detail.value
