@@ -73,8 +73,8 @@ CSS = """
 .rb-root img.rb-media { max-width: 100%; height: auto; display: block; border-radius: 3px; }
 .rb-root video.rb-media { max-width: 100%; display: block; }
 .rb-root audio.rb-media { width: 100%; min-width: 160px; }
-.rb-root .rb-gallery { display: flex; flex-wrap: wrap; gap: 4px; }
-.rb-root .rb-gallery > * { flex: 1 1 45%; min-width: 0; }
+.rb-root .rb-gallery { display: flex; flex-wrap: wrap; gap: 4px; align-items: flex-start; }
+.rb-root .rb-gallery > * { flex: 0 1 auto; min-width: 0; max-width: 100%; }
 .rb-root .rb-badges { margin-top: 4px; display: flex; flex-wrap: wrap; gap: 3px; }
 .rb-root .rb-badge { font-size: 11px; padding: 1px 6px; border-radius: 9px; background: #eaeef2;
   color: #424a53; white-space: nowrap; }

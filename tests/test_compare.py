@@ -237,3 +237,25 @@ def test_small_costs_in_badges_are_plain_decimals():
     page = compare(pd.DataFrame([_row("p", "m", "text", cost_usd=7.73e-05)])).to_html()
     assert ">$0.000077</span>" in page
     assert "e-05" not in page
+
+
+def test_gallery_images_are_never_stretched_beyond_their_natural_size(tmp_path):
+    paths = [tmp_path / "one.png"]
+    _png(paths[0], size=(256, 256))
+    page = compare(pd.DataFrame([_row("p", "m", [str(p) for p in paths])])).to_html()
+    assert 'class="rb-gallery"' in page
+    rules = dict(re.findall(r"([^{}]*?)\{([^}]*)\}", page))
+    child = next(body for selector, body in rules.items() if ".rb-gallery > *" in selector)
+    declarations = dict(
+        (name.strip(), value.strip())
+        for name, value in (d.split(":", 1) for d in child.split(";") if ":" in d)
+    )
+    grow = declarations.get("flex-grow") or declarations.get("flex", "0 1 auto").split()[0]
+    assert grow == "0"  # a lone 256 px image is not grown to fill the cell
+    assert declarations.get("flex", "").split()[2:] in (["auto"], [])  # basis: its own width
+    assert declarations.get("max-width") == "100%"  # but it may shrink to fit
+    # No rule forces an explicit width on gallery items or embedded images.
+    for selector, body in rules.items():
+        if "rb-gallery" in selector or "img" in selector:
+            widths = re.findall(r"(?:^|;)\s*width\s*:\s*([^;]+)", body)
+            assert all(w.strip() == "auto" for w in widths), selector
