@@ -76,6 +76,49 @@ def _axes(ax: Axes | None, figsize: tuple[float, float]) -> Axes:
     return ax
 
 
+# A legend at the right takes about this many inches per character of its longest label (at
+# "small" size) plus the marker and padding; past _SIDE_LEGEND_SHARE of the figure's width it
+# goes below the axes instead, so the plot keeps the width.
+_LEGEND_IN_PER_CHAR = 0.075
+_LEGEND_EXTRA_IN = 0.6
+_SIDE_LEGEND_SHARE = 0.25
+
+
+def _outside_legend(ax: Axes, title: str) -> None:
+    """A legend outside the axes (inside it would hide points): at the right when its labels are
+    short, else below the x axis label in as many columns as fit the axes' width."""
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.transforms import offset_copy
+
+    _, labels = ax.get_legend_handles_labels()
+    if not labels:
+        return
+    longest = max(len(line) for label in [*labels, title] for line in label.split("\n"))
+    entry_in = _LEGEND_IN_PER_CHAR * longest + _LEGEND_EXTRA_IN
+    figure = ax.figure
+    figure_in = figure.bbox.width / figure.dpi
+    if entry_in <= _SIDE_LEGEND_SHARE * figure_in:
+        ax.legend(title=title, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
+        return
+    axes_in = figure_in * ax.get_position().width
+    ncols = max(1, min(len(labels), int(axes_in // entry_in)))
+    # Below the tick labels and the axis label: measure them in points.
+    rc = _rc()
+    tick_pt = FontProperties(size=rc["xtick.labelsize"]).get_size_in_points()
+    label_pt = ax.xaxis.label.get_size()
+    below_pt = (rc["xtick.major.size"] + rc["xtick.major.pad"] + 1.3 * tick_pt
+                + ax.xaxis.labelpad + 1.3 * label_pt + 4)
+    anchor = offset_copy(ax.transAxes, fig=figure, y=-below_pt, units="points")
+    ax.legend(title=title, loc="upper center", bbox_to_anchor=(0.5, 0), bbox_transform=anchor,
+              ncols=ncols, fontsize="small", frameon=False, borderaxespad=0)
+
+
+def _rc() -> Any:
+    import matplotlib
+
+    return matplotlib.rcParams
+
+
 def _require(data: pd.DataFrame, *columns: str | None) -> None:
     if not isinstance(data, pd.DataFrame):
         raise ConfigurationError(f"expected a DataFrame, got {type(data).__name__}")
@@ -275,9 +318,37 @@ def _usd(value: float) -> str:
 
 
 def _usd_formatter() -> Any:
-    from matplotlib.ticker import FuncFormatter
+    """Dollar tick labels, all with the decimals the tick step needs (``$0.000125``)."""
+    from matplotlib.ticker import Formatter
 
-    return FuncFormatter(lambda value, _: _usd(value))
+    from .summary import format_usd
+
+    class USDFormatter(Formatter):  # type: ignore[misc]
+        decimals: int | None = None
+
+        def set_locs(self, locs: Any) -> None:
+            super().set_locs(locs)
+            self.decimals = _tick_decimals(locs)
+
+        def __call__(self, value: float, pos: int | None = None) -> str:
+            return format_usd(value, self.decimals)
+
+    return USDFormatter()
+
+
+def _tick_decimals(locs: Any) -> int | None:
+    """The fewest decimals (0 when every tick is whole dollars, else at least 2) that write
+    every tick exactly; None when there are no finite ticks."""
+    values = [float(v) for v in locs if np.isfinite(v)]
+    if not values:
+        return None
+    scale = max(abs(v) for v in values) or 1.0
+    for decimals in range(0, 13):
+        if decimals == 1:
+            continue  # cents: $0.50, not $0.5
+        if all(abs(v - round(v, decimals)) <= scale * 1e-9 for v in values):
+            return decimals
+    return 12
 
 
 def cost(
@@ -364,8 +435,7 @@ def cost_vs_latency(
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     if hue is not None and levels:
-        # Outside the axes: a legend inside would hide points.
-        ax.legend(title=hue, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
+        _outside_legend(ax, hue)
     dropped = int(len(data) - keep.sum())
     ax.set_title(f"{_sentence(axis_label(y).split(' (')[0])} vs {axis_label(x).split(' (')[0]}"
                  f"{_note(dropped, f'without {x} or {y}')}")

@@ -87,11 +87,12 @@ def format_summary(summary: Mapping[str, Any]) -> str:
     return " · ".join(parts)
 
 
-def format_usd(amount: float) -> str:
+def format_usd(amount: float, decimals: int | None = None) -> str:
     """Dollars for display, never in scientific notation: 4 decimals, or 2 significant digits
     below $0.001, 2 decimals from $100 (``$0.0123``, ``$0.00039``, ``$0.000077``,
     ``$0.0000068``, ``$123.46``); ``$?`` for NaN or None.
 
+    `decimals` fixes the number of decimals instead (axis ticks, which must all read alike).
     The one USD formatter of replibatch: summaries, comparisons, plots, reports and budgets.
     """
     if amount is None:
@@ -104,6 +105,8 @@ def format_usd(amount: float) -> str:
     if amount == 0:
         return "$0"
     sign, amount = ("-", -amount) if amount < 0 else ("", amount)
+    if decimals is not None:
+        return f"{sign}${amount:,.{max(0, int(decimals))}f}"
     if amount >= 100:
         return f"{sign}${amount:,.2f}"
     if round(amount, 4) >= 0.001:

@@ -250,3 +250,54 @@ def test_small_costs_on_axes_and_annotations_are_plain_decimals(res):
     notes = [t.get_text() for t in bars.texts if t.get_text().startswith("$")]
     assert notes and all("e-0" not in t for t in notes)
     assert plot._usd(7.73e-05) == "$0.000077"
+
+
+LONG_MODELS = [
+    "black-forest-labs/flux-1.1-pro-ultra-raw-finetune",
+    "stability-ai/stable-diffusion-3.5-large-turbo-experimental",
+    "bytedance/sdxl-lightning-4step:" + "5599ed30" * 8,
+    "acme/tiny",
+]
+
+
+def test_cost_vs_latency_with_long_names_keeps_most_of_the_width():
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame([{"model": m, "latency_s": rng.uniform(1, 9),
+                           "cost_usd": rng.uniform(0.001, 0.02)} for m in LONG_MODELS for _ in range(5)])
+    ax = plot.cost_vs_latency(frame)
+    figure = ax.figure
+    figure.canvas.draw()
+    assert ax.get_position().width > 0.75  # was ~0.43 with the legend at the right
+    renderer = figure.canvas.get_renderer()
+    legend = ax.get_legend().get_window_extent(renderer)
+    xlabel = ax.xaxis.label.get_window_extent(renderer)
+    assert legend.y1 <= xlabel.y0 + 1  # below the x label, not over it
+    assert 0 <= legend.y0 and legend.x0 >= 0 and legend.x1 <= figure.bbox.width  # inside the figure
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [plot.short_label(m, 40) for m in LONG_MODELS]
+
+
+def test_cost_vs_latency_short_names_keep_the_legend_at_the_right():
+    frame = pd.DataFrame({"model": ["a/x", "b/y"] * 3, "latency_s": [1, 2, 3, 4, 5, 6],
+                          "cost_usd": [0.001] * 6})
+    ax = plot.cost_vs_latency(frame)
+    ax.figure.canvas.draw()
+    renderer = ax.figure.canvas.get_renderer()
+    assert ax.get_legend().get_window_extent(renderer).x0 >= ax.get_window_extent(renderer).x1
+
+
+def test_usd_ticks_all_carry_the_decimals_the_step_needs():
+    frame = pd.DataFrame({"model": ["m"] * 3, "latency_s": [1.0, 2.0, 3.0],
+                          "cost_usd": [0.00001, 0.0001, 0.0002]})
+    ax = plot.cost_vs_latency(frame, hue=None)
+    ax.set_ylim(0, 0.0002)
+    ax.set_yticks([0, 0.000025, 0.00005, 0.000075, 0.0001, 0.000125])
+    ax.figure.canvas.draw()
+    assert _tick_texts(ax, "y") == ["$0", "$0.000025", "$0.000050", "$0.000075", "$0.000100",
+                                    "$0.000125"]
+    ax.set_ylim(0, 300)
+    ax.set_yticks([0, 100, 200, 300])
+    ax.figure.canvas.draw()
+    assert _tick_texts(ax, "y") == ["$0", "$100", "$200", "$300"]
+    ax.set_yticks([0, 0.5, 1.0])
+    ax.figure.canvas.draw()
+    assert _tick_texts(ax, "y") == ["$0", "$0.50", "$1.00"]
