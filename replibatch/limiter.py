@@ -351,6 +351,7 @@ class AdaptiveRateLimiter:
             self._ceiling = remaining + 1
             if at_ceiling:
                 self._set_rate(self._ceiling)
+                self._requeue()
         if remaining < 1:
             reset = _seconds(_header(headers, "ratelimit-reset"))
             if reset:
@@ -364,6 +365,18 @@ class AdaptiveRateLimiter:
     def _set_rate(self, rate: float) -> None:
         self._rate = rate
         self._bucket.set_rate(rate, self._burst_for(rate))
+
+    @property
+    def epoch(self) -> int:
+        """Changes whenever outstanding places were voided (a pause, or a learned higher rate):
+        a caller sleeping on an old `Reservation.wait` should wake and ask again."""
+        return self._epoch
+
+    def _requeue(self) -> None:
+        # Places taken at the old, lower rate were spaced for it: void them so their holders
+        # re-queue at the new rate instead of sleeping out the old schedule.
+        self._epoch += 1
+        self._bucket = TokenBucket(self._rate, self._burst_for(self._rate), clock=self._clock)
 
     def _pause(self, now: float, seconds: float) -> None:
         # A fresh, empty bucket voids every outstanding place (their holders re-queue through

@@ -186,6 +186,7 @@ class _Engine:
         self.upload_locks: dict[str, anyio.Lock] = {}
         self.bar: Any = None
         self.budget_changed = anyio.Event()
+        self.limiter_changed = anyio.Event()
 
     # -- pacing -----------------------------------------------------------------------------
 
@@ -304,7 +305,9 @@ class _Engine:
         while True:
             place = self.creates.reserve()
             while (pause := place.wait()) > 0:
-                await anyio.sleep(pause)
+                # Wake early when the limiter re-plans (a 429 pause, a learned higher rate).
+                with anyio.move_on_after(pause):
+                    await self.limiter_changed.wait()
             attempt = _Attempt(target, payload, _utcnow() - timedelta(seconds=5))
             self.state.attempts[position] = attempt
             sent, sent_wall = self.clock(), time.time()
@@ -315,7 +318,7 @@ class _Engine:
             except RateLimitedError as exc:
                 del self.state.attempts[position]
                 throttles += 1
-                self.creates.on_throttled(exc.retry_after)
+                self._limiter_event(lambda: self.creates.on_throttled(exc.retry_after))
                 if throttles > _THROTTLE_RETRIES:
                     raise
                 continue
@@ -344,10 +347,18 @@ class _Engine:
             # at any point finds the prediction one way or the other.
             self.state.in_flight[reply.body["id"]] = ""
             del self.state.attempts[position]
-            self.creates.observe(reply.headers)
+            self._limiter_event(lambda: self.creates.observe(reply.headers))
             self.creates.on_success()
             self.state.claimed.add(reply.body["id"])
             return reply.body, sent, sent_wall
+
+    def _limiter_event(self, change: Callable[[], Any]) -> None:
+        """Apply a limiter change; wake every waiting create if it voided their places."""
+        epoch = self.creates.epoch
+        change()
+        if self.creates.epoch != epoch:
+            self.limiter_changed.set()
+            self.limiter_changed = anyio.Event()
 
     async def reconcile(self, attempt: _Attempt) -> dict | None:
         """Find a prediction an unanswered create may have made; claim it so no other row does."""

@@ -303,3 +303,15 @@ def test_poll_interval_grows_to_a_cap():
     assert poll_interval(10_000) == 5.0
     with pytest.raises(ValueError):
         poll_interval(-1)
+
+
+def test_learning_a_higher_rate_voids_places_spaced_for_the_old_one():
+    now = [0.0]
+    limiter = AdaptiveRateLimiter(clock=lambda: now[0])  # starts at 600/min, burst 10
+    places = [limiter.reserve() for _ in range(40)]
+    assert places[-1].wait() == pytest.approx(3.0)  # 30 beyond the burst at 10/s
+    epoch = limiter.epoch
+    limiter.observe({"ratelimit-remaining": "5999", "ratelimit-reset": "1"})
+    assert limiter.epoch != epoch and limiter.rate_per_minute == 6000
+    waits = [p.wait() for p in places]  # re-queued at 100/s with a burst of 100
+    assert max(waits) == 0.0
