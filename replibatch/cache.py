@@ -537,6 +537,38 @@ class ResultCache:
             tag=model if isinstance(model, str) else None,
         )
 
+    def write_batch(
+        self,
+        pending: Mapping[str, tuple[str, Mapping[str, Any]]] | None = None,
+        results: Mapping[str, CacheEntry] | None = None,
+        cleared: Iterable[str] = (),
+    ) -> None:
+        """Apply many writes in one transaction (one commit for many rows: group commit).
+
+        Order within the batch: pending markers (``{key: (prediction_id, meta)}``), then
+        results (each also drops its key's marker), then `cleared` markers, so a row whose marker
+        and result land in one batch ends with its result and no marker. Raises like `put` and
+        `mark_pending`; nothing of the batch is written if one item cannot be encoded.
+        """
+        now = self._clock()
+        markers = []
+        for key, (prediction_id, meta) in (pending or {}).items():
+            _check_key(key)
+            meta = _without_secrets(meta or {})
+            value = {"prediction_id": str(prediction_id), "meta": meta, "marked_at": now}
+            model = meta.get("model")
+            markers.append((key, _dumps(value).encode(), model if isinstance(model, str) else None))
+        encoded = [(_check_key(k), self._encode(e), e.model) for k, e in (results or {}).items()]
+        gone = [_check_key(k) for k in cleared]
+        with self._cache.transact(retry=True):
+            for key, text, model in markers:
+                self._cache.set(_PENDING_PREFIX + key, text, tag=model)
+            for key, text, model in encoded:
+                self._cache.set(key, text, tag=model)
+                self._cache.delete(_PENDING_PREFIX + key)
+            for key in gone:
+                self._cache.delete(_PENDING_PREFIX + key)
+
     def pending_many(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Pending markers for those `keys` that have one: ``{key: {"prediction_id", "meta",
         "marked_at"}}``. An unreadable marker is skipped with a `CacheWarning`."""

@@ -152,6 +152,63 @@ def _unwrap(exc: BaseException) -> BaseException:
     return exc
 
 
+class _CacheWriter:
+    """Group commit for the cache: the writes of many rows go to SQLite in one transaction,
+    off the event loop. A marker written before a create is awaited until it is on disk (a
+    killed run must find it); results are not (their marker already makes them recoverable)."""
+
+    def __init__(self, cache: ResultCache) -> None:
+        self.cache = cache
+        self.pending: dict[str, tuple[str, dict]] = {}
+        self.results: dict[str, CacheEntry] = {}
+        self.cleared: set[str] = set()
+        self.wake = anyio.Event()
+        self.flushed = anyio.Event()
+        self.closing = False
+
+    async def mark(self, key: str, prediction_id: str, meta: dict, *, durable: bool) -> None:
+        self.pending[key] = (prediction_id, meta)
+        self.cleared.discard(key)
+        done = self.flushed
+        self.wake.set()
+        if durable:
+            await done.wait()
+
+    def put(self, key: str, entry: CacheEntry) -> None:
+        self.results[key] = entry
+        self.wake.set()
+
+    def clear(self, key: str) -> None:
+        self.pending.pop(key, None)
+        self.cleared.add(key)
+        self.wake.set()
+
+    async def run(self) -> None:
+        while not (self.closing and not self._has_work()):
+            await self.wake.wait()
+            self.wake = anyio.Event()
+            await self.flush()
+
+    async def flush(self) -> None:
+        pending, results, cleared = self.pending, self.results, self.cleared
+        self.pending, self.results, self.cleared = {}, {}, set()
+        done, self.flushed = self.flushed, anyio.Event()
+        try:
+            if pending or results or cleared:
+                await anyio.to_thread.run_sync(
+                    self.cache.write_batch, pending, results, cleared
+                )
+        finally:
+            done.set()
+
+    def close(self) -> None:
+        self.closing = True
+        self.wake.set()
+
+    def _has_work(self) -> bool:
+        return bool(self.pending or self.results or self.cleared)
+
+
 class _Engine:
     def __init__(
         self,
@@ -187,6 +244,7 @@ class _Engine:
         self.bar: Any = None
         self.budget_changed = anyio.Event()
         self.limiter_changed = anyio.Event()
+        self.writer = _CacheWriter(cache) if cache is not None else None
 
     # -- pacing -----------------------------------------------------------------------------
 
@@ -486,15 +544,14 @@ class _Engine:
                 self._settle(reservation, row["cost_usd"])
                 reservation = None
                 if key is not None:
-                    with anyio.CancelScope(shield=True):
-                        await self._store(key, job, target, record, row)
+                    self._store(key, job, target, record, row)
                 return self._finish_row(row, sent_wall)
             except AuthenticationError:
                 raise
             except ReplicateAPIError as exc:
                 self._settle(reservation, None)
                 if key is not None:
-                    await anyio.to_thread.run_sync(self.cache.clear_pending, key)
+                    self.writer.clear(key)
                 return self._finish_row(frames.error_row("error", str(exc)), sent_wall)
 
     async def _reattach(self, pending: dict, target: Target) -> dict | None:
@@ -565,13 +622,14 @@ class _Engine:
         if sent_after is not None:
             meta["sent_after"] = (sent_after - timedelta(seconds=5)).isoformat()
             meta["sent_input"] = sent_input
-        await anyio.to_thread.run_sync(self.cache.mark_pending, key, prediction_id, meta)
+        # Only the marker written before the create must be on disk before we go on.
+        await self.writer.mark(key, prediction_id, meta, durable=sent_after is not None)
 
-    async def _store(self, key: str, job: frames.Job, target: Target, record: dict, row: dict) -> None:
+    def _store(self, key: str, job: frames.Job, target: Target, record: dict, row: dict) -> None:
         """Keep a succeeded result; for anything else only forget the pending marker, so the
         next run tries the row again instead of re-attaching to a failure."""
         if row.get("status") != "succeeded":
-            await anyio.to_thread.run_sync(self.cache.clear_pending, key)
+            self.writer.clear(key)
             return
         entry = CacheEntry(
             model=job.model,
@@ -581,7 +639,7 @@ class _Engine:
             record=record,
             row={k: v for k, v in row.items() if k not in _UNSTORED},
         )
-        await anyio.to_thread.run_sync(self.cache.put, key, entry)
+        self.writer.put(key, entry)
 
     # -- cleanup on interrupt ----------------------------------------------------------------
 
@@ -723,12 +781,24 @@ async def _execute(engine: _Engine, plan: frames.Plan) -> list[dict]:
     if todo:
         engine.edge.require_token()
     bar = engine.bar = _open_bar(engine, len(jobs), len(jobs) - len(todo))
+    writer = engine.writer
     try:
-        async with anyio.create_task_group() as tg:
-            for i in todo:
-                tg.start_soon(_run_into, engine, rows, i, jobs[i], targets[jobs[i].model], keys[i], pending.get(i), bar)
+        async with anyio.create_task_group() as outer:
+            if writer is not None:
+                outer.start_soon(writer.run)
+            async with anyio.create_task_group() as tg:
+                for i in todo:
+                    job = jobs[i]
+                    tg.start_soon(
+                        _run_into, engine, rows, i, job, targets[job.model], keys[i], pending.get(i), bar
+                    )
+            if writer is not None:
+                writer.close()
     except BaseException:
         await engine.cancel_everything()
+        if writer is not None:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(_CLEANUP_SECONDS):
+                await writer.flush()  # keep every result that arrived before the interrupt
         raise
     return [row for row in rows]  # type: ignore[misc]
 

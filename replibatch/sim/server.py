@@ -141,7 +141,9 @@ class _SimApp:
     async def start(self, host: str, port: int) -> str:
         self.runner = web.AppRunner(self.application(), access_log=None, shutdown_timeout=1.0)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, host, port)
+        # aiohttp's default listen backlog (128) drops connection bursts from a client that opens
+        # more at once: the SYNs are retried a second later, which looks like a slow server.
+        site = web.TCPSite(self.runner, host, port, backlog=4096)
         await site.start()
         bound_host, bound_port = self.runner.addresses[0][:2]
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
