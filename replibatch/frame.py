@@ -485,6 +485,8 @@ def _convert_column(df: pd.DataFrame, column: Hashable) -> list[Any]:
         # Fast path: the plain types nearly every cell has.
         if kind is int or kind is bool:
             out.append(value)
+        elif kind is str and "." not in value and "/" not in value and "\\" not in value:
+            out.append(value)  # no separator and no extension: cannot name a file (inputs.py)
         elif kind is float:
             if value != value:
                 out.append(_MISSING)

@@ -137,7 +137,7 @@ def _is_streamed_text(record: dict, row: dict) -> bool:
 
 
 def _cached_row(entry: CacheEntry) -> dict:
-    row = dict(entry.row)
+    row = entry.row  # each lookup decodes fresh entries: no copy needed
     row["cached"] = True
     return row
 
@@ -756,19 +756,19 @@ async def _execute(engine: _Engine, plan: frames.Plan) -> list[dict]:
         target = targets[job.model]
         if isinstance(target, ReplicateAPIError):
             rows[i] = frames.error_row("error", f"{job.model}: {target}")
-        elif engine.cache is not None:
-            keys[i] = cache_key(target.identity, job.input, job.sample)
 
     pending: dict[int, dict] = {}
     if engine.cache is not None:
+        for i, job in enumerate(jobs):
+            if rows[i] is None:
+                keys[i] = cache_key(targets[job.model].identity, job.input, job.sample)
         wanted = [k for k in keys if k is not None]
         hits = {} if engine.refresh else await anyio.to_thread.run_sync(engine.cache.get_many, wanted)
         for i, key in enumerate(keys):
-            if key is None or rows[i] is not None:
-                continue
-            entry = hits.get(key)
-            if entry is not None:
-                rows[i] = _cached_row(entry)
+            if key is not None and rows[i] is None:
+                entry = hits.get(key)
+                if entry is not None:
+                    rows[i] = _cached_row(entry)
         misses = [keys[i] for i in range(len(jobs)) if keys[i] is not None and rows[i] is None]
         if misses:
             found = await anyio.to_thread.run_sync(engine.cache.pending_many, misses)
