@@ -360,7 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--concurrency", type=_positive(int, "a whole number"), metavar="N",
                      help="most predictions in flight at once (default 128)")
     run.add_argument("--rate-limit", type=_positive(float, "a number"), metavar="PER_MIN",
-                     help="create requests per minute (default 600, Replicate's limit)")
+                     help="create requests per minute, a hard ceiling (default: start at "
+                          "Replicate's 600 and follow the account's rate-limit headers)")
     run.add_argument("--max-cost", type=_positive(float, "a number of dollars"), metavar="USD",
                      help="start no new prediction once this budget would be passed")
     run.add_argument("--timeout", type=_positive(float, "a number of seconds"), metavar="SECONDS",

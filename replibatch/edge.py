@@ -93,6 +93,8 @@ class Edge:
         if client is not None:
             kwargs.update(getattr(client, "_client_kwargs", {}) or {})
             base_url = base_url or getattr(client, "_base_url", None)
+        # A transport the caller chose (a proxy, a mock) also carries output downloads.
+        self._user_transport = kwargs.get("transport")
         if "transport" not in kwargs:
             # Measured on the simulator (bench/throughput.py): keeping more than ~64 idle
             # connections made held requests come back seconds late; 64 keeps full speed.
@@ -263,8 +265,9 @@ class Edge:
             http = self._sdk._async_client  # noqa: SLF001
         else:
             if self._downloads is None:
+                extra = {"transport": self._user_transport} if self._user_transport else {}
                 self._downloads = httpx.AsyncClient(
-                    timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True
+                    timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True, **extra
                 )
             http = self._downloads
         try:
