@@ -111,6 +111,11 @@ class Edge:
             timeout=httpx.Timeout(request_timeout, connect=10.0, pool=None),
             **kwargs,
         )
+        # The SDK's transport retries GETs on 429/503/504 by itself, up to 10 times over ~50 s,
+        # unpaced by our limiters; the runner retries instead, so let each request go once.
+        sdk_transport = getattr(self._sdk._async_client, "_transport", None)  # noqa: SLF001
+        if hasattr(sdk_transport, "max_attempts"):
+            sdk_transport.max_attempts = 1
         self._downloads: httpx.AsyncClient | None = None
 
     def __repr__(self) -> str:

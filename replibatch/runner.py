@@ -39,27 +39,28 @@ from .edge import Edge
 from .errors import (
     AuthenticationError,
     ConfigurationError,
-    NotFoundError,
     OutcomeUnknownError,
     RateLimitedError,
     ReplicateAPIError,
     TransientError,
 )
-from .inputs import SMALL_FILE_BYTES, FileInput, content_hash, data_uri
+from .inputs import SMALL_FILE_BYTES, FileInput, content_hash, data_uri, map_files
 from .keys import cache_key, canonical_json
-from .limiter import AdaptiveRateLimiter, TokenBucket, poll_interval
+from .limiter import DEFAULT_READ_RATE, AdaptiveRateLimiter, TokenBucket, poll_interval
 from .refs import ModelRef, parse_model_ref
 from .summary import format_summary, summarize
 
 __all__ = ["DEFAULT_CONCURRENCY", "arun", "run"]
 
 DEFAULT_CONCURRENCY = 128
-DEFAULT_READ_RATE = 3000.0
 MAX_WAIT = 60  # Prefer: wait=N accepts 1..60
 _TERMINAL = {"succeeded", "failed", "canceled", "aborted"}
 _THROTTLE_RETRIES = 60  # a 429 creates nothing, so it may be retried far more than a failure
 _CLEANUP_SECONDS = 20.0
 _UNSTORED = ("submitted_at", "completed_at", "cached")
+# Searching for a create's prediction starts this long before it was sent: our clock and the
+# server's may disagree. Identical inputs found from earlier runs are still correct results.
+_CLOCK_SKEW = timedelta(seconds=30)
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ class _Attempt:
 
 @dataclass
 class _RunState:
-    in_flight: dict[str, str] = field(default_factory=dict)  # prediction id -> job key
+    in_flight: set[str] = field(default_factory=set)  # predictions started and not seen finish
     attempts: dict[int, _Attempt] = field(default_factory=dict)  # job position -> attempt
     claimed: set[str] = field(default_factory=set)
     succeeded: int = 0
@@ -120,15 +121,9 @@ def _same_input(record: dict, sent: dict) -> bool:
     return isinstance(got, dict) and canonical_json(got) == canonical_json(sent)
 
 
-def _input_for_storage(value: Any) -> Any:
+def _input_for_storage(value: dict) -> dict:
     """The input as stored beside a cached result: file inputs by content hash, never bytes."""
-    if isinstance(value, FileInput):
-        return content_hash(value)
-    if isinstance(value, dict):
-        return {k: _input_for_storage(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_input_for_storage(v) for v in value]
-    return value
+    return map_files(value, content_hash)
 
 
 def _is_streamed_text(record: dict, row: dict) -> bool:
@@ -366,7 +361,7 @@ class _Engine:
                 # Wake early when the limiter re-plans (a 429 pause, a learned higher rate).
                 with anyio.move_on_after(pause):
                     await self.limiter_changed.wait()
-            attempt = _Attempt(target, payload, _utcnow() - timedelta(seconds=5))
+            attempt = _Attempt(target, payload, _utcnow() - _CLOCK_SKEW)
             self.state.attempts[position] = attempt
             sent, sent_wall = self.clock(), time.time()
             try:
@@ -385,7 +380,7 @@ class _Engine:
                 found = await self.reconcile(attempt)
                 del self.state.attempts[position]
                 if found is not None:
-                    self.state.in_flight[found["id"]] = ""
+                    self.state.in_flight.add(found["id"])
                     return found, sent, sent_wall
                 if failures > self.retries:
                     raise
@@ -403,7 +398,7 @@ class _Engine:
                 raise
             # Registered as in flight before the attempt is forgotten, so that a cancellation
             # at any point finds the prediction one way or the other.
-            self.state.in_flight[reply.body["id"]] = ""
+            self.state.in_flight.add(reply.body["id"])
             del self.state.attempts[position]
             self._limiter_event(lambda: self.creates.observe(reply.headers))
             self.creates.on_success()
@@ -506,6 +501,7 @@ class _Engine:
                 if reservation is None:
                     reason = self.budget.skip_reason(job.model, self._prior(job))
                     return self._finish_row(frames.error_row("skipped_budget", reason), None)
+            record = None
             try:
                 record = await self._reattach(pending, target) if pending else None
                 if record is None:
@@ -519,16 +515,18 @@ class _Engine:
                     record, sent, sent_wall = await self.create(job.position, target, payload)
                 else:
                     sent, sent_wall = self.clock(), time.time()
-                    self.state.in_flight[record["id"]] = ""
+                    self.state.in_flight.add(record["id"])
                 if key is not None and record.get("status") not in _TERMINAL:
                     await self._mark_pending(key, record["id"], job, target)
                 deadline = None if self.timeout is None else sent + self.timeout
                 record = await self.wait_for(record, deadline)
-                timed_out = record.get("status") not in _TERMINAL
-                if timed_out:
+                unfinished = record.get("status") not in _TERMINAL  # the deadline passed
+                if unfinished:
                     with anyio.CancelScope(shield=True):
                         record = await self.cancel(record["id"]) or record
-                self.state.in_flight.pop(record["id"], None)
+                # A prediction that finished just as it was canceled keeps its result.
+                timed_out = unfinished and record.get("status") != "succeeded"
+                self.state.in_flight.discard(record["id"])
                 row = frames.prediction_row(record, latency_s=self.clock() - sent)
                 if timed_out:
                     row.update(
@@ -540,6 +538,11 @@ class _Engine:
                         row["output"] = await self.localize(row["output"])
                     except ReplicateAPIError as exc:
                         row.update(status="error", error=f"output files could not be downloaded: {exc}")
+                        if key is not None:
+                            # Paid for: the next run re-attaches and downloads again (Replicate
+                            # keeps the files for an hour) instead of creating it anew.
+                            await self._mark_pending(key, record["id"], job, target)
+                            key = None
                 row["cost_usd"], row["cost_basis"] = self._cost(job, target, record)
                 self._settle(reservation, row["cost_usd"])
                 reservation = None
@@ -550,9 +553,16 @@ class _Engine:
                 raise
             except ReplicateAPIError as exc:
                 self._settle(reservation, None)
-                if key is not None:
-                    self.writer.clear(key)
-                return self._finish_row(frames.error_row("error", str(exc)), sent_wall)
+                if record is None:
+                    if key is not None:
+                        self.writer.clear(key)  # nothing was created: the next run starts afresh
+                    return self._finish_row(frames.error_row("error", str(exc)), sent_wall)
+                # The prediction exists but we lost track of it; its marker stays, so the next
+                # run re-attaches instead of paying again.
+                error = f"lost track of prediction {record['id']} ({exc}); re-run to re-attach"
+                return self._finish_row(
+                    frames.error_row("error", error, prediction_id=record["id"]), sent_wall
+                )
 
     async def _reattach(self, pending: dict, target: Target) -> dict | None:
         """The prediction a previous run started for this row, or None if it cannot be found."""
@@ -620,7 +630,7 @@ class _Engine:
     ) -> None:
         meta: dict[str, Any] = {"model": job.model, "version": target.identity}
         if sent_after is not None:
-            meta["sent_after"] = (sent_after - timedelta(seconds=5)).isoformat()
+            meta["sent_after"] = (sent_after - _CLOCK_SKEW).isoformat()
             meta["sent_input"] = sent_input
         # Only the marker written before the create must be on disk before we go on.
         await self.writer.mark(key, prediction_id, meta, durable=sent_after is not None)

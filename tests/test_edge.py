@@ -163,3 +163,15 @@ def test_no_token_is_a_configuration_error_naming_the_variable(monkeypatch):
 def test_repr_never_shows_the_token():
     edge = Edge(api_token=TOKEN, base_url=BASE)
     assert TOKEN not in repr(edge) and TOKEN not in str(vars(edge).get("_base_url"))
+
+
+def test_each_request_goes_once_the_runner_does_the_retrying():
+    seen = []
+
+    def busy(request):
+        seen.append(request)
+        return problem(503, "Service Unavailable")
+
+    with pytest.raises(TransientError):
+        call(edge_with(busy).get_prediction("abc"))
+    assert len(seen) == 1

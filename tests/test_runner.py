@@ -408,3 +408,21 @@ def test_estimate_projects_cost_and_time_within_20_percent(cache_dir):
     assert abs(total["cost_usd"] - actual_cost) / actual_cost < 0.2
     assert abs(total["wall_s"] - wall) / wall < 0.2, (total["wall_s"], wall)
     assert math.isclose(est.loc[TEXT, "rows"], 40)
+
+
+def test_losing_track_of_a_prediction_keeps_its_marker_and_the_rerun_reattaches(cache_dir, monkeypatch):
+    monkeypatch.setattr(runner, "MAX_WAIT", 0)  # no Prefer: wait, so the row must poll
+    with serve(time_scale=0.01, seed=8) as sim:
+        version = replicate.Client(api_token=TOKEN, base_url=sim.url).models.get(TEXT).latest_version.id
+        pinned = f"{TEXT}:{version}"  # no resolution request, so only the polls fail
+        sim.configure(error_rate=1.0, error_statuses=(503,), fault_scope="read")
+        res = go(prompts(1), sim, model=pinned, retries=1)
+        assert res["status"].iloc[0] == "error"
+        assert "re-run to re-attach" in res["error"].iloc[0]
+        assert res["prediction_id"].iloc[0]
+        sim.configure(error_rate=0.0)
+        again = go(prompts(1), sim, model=pinned)
+        assert again["status"].iloc[0] == "succeeded"
+        assert again["prediction_id"].iloc[0] == res["prediction_id"].iloc[0]
+        assert sim.stats.creates == 1
+
