@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import tempfile
 import pickle
 import shutil
 import sqlite3
@@ -310,13 +311,19 @@ def test_unusable_directory_is_one_clear_configuration_error(tmp_path: Path) -> 
         open_cache(blocker)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write to read-only directories")
-def test_read_only_directory_is_a_configuration_error(tmp_path: Path) -> None:
+def test_read_only_directory_is_a_configuration_error(tmp_path: Path, monkeypatch) -> None:
     directory = tmp_path / "ro"
     directory.mkdir(mode=0o500)
+    if os.geteuid() == 0:
+        # root writes anyway; make the write probe fail the way it does for everyone else
+        def denied(*args, **kwargs):
+            raise PermissionError(13, "Permission denied")
+
+        monkeypatch.setattr(tempfile, "TemporaryFile", denied)
     try:
-        with pytest.raises(ConfigurationError, match=CACHE_DIR_ENV):
+        with pytest.raises(ConfigurationError, match=CACHE_DIR_ENV) as raised:
             ResultCache(directory)
+        assert "Permission denied" in str(raised.value) and str(directory) in str(raised.value)
     finally:
         directory.chmod(0o700)
 
