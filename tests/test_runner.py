@@ -386,12 +386,21 @@ def test_budget_stops_new_predictions(cache_dir):
 
 
 def test_unknown_hardware_gives_nan_cost_and_says_what_to_pass(cache_dir):
-    from replibatch.sim import SimModel, default_models
+    from replibatch.sim import SimModel
+    from replibatch.sim.models import TinyLlama
 
-    with serve(time_scale=0.01) as sim:
-        res = go(prompts(1), sim, model=TEXT, prices={"models": {}}, hardware=None)
-        assert res["cost_usd"].notna().all()  # sanity: the packaged table prices the demo model
-    del SimModel, default_models
+    mystery = SimModel("acme", "mystery", TinyLlama(), "gpu-l40s")  # not in the price table
+    with serve(time_scale=0.01, models=[mystery], deployments=[]) as sim:
+        res = go(prompts(2), sim, model="acme/mystery")
+        assert (res["status"] == "succeeded").all()
+        assert res["cost_usd"].isna().all()
+        assert res["cost_basis"].str.contains("hardware=").all()
+        assert res["cost_basis"].str.contains("acme/mystery").all()
+        told = go(prompts(2), sim, model="acme/mystery", hardware={"acme/mystery": "gpu-l40s"},
+                  refresh=True)
+        expected = told["predict_s"] * 0.000975
+        assert np.allclose(told["cost_usd"], expected, rtol=1e-3)
+        assert told["cost_basis"].str.contains("gpu-l40s").all()
 
 
 def test_estimate_projects_cost_and_time_within_20_percent(cache_dir):
