@@ -19,6 +19,8 @@ matplotlib is imported only when something is drawn.
 
 from __future__ import annotations
 
+import math
+
 import re
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -393,7 +395,8 @@ def cost(
     ax.grid(axis="y", alpha=0.3)
     unknown = int(summary["n_unknown"].sum())
     what = "Mean cost per prediction" if stat == "mean" else "Total cost"
-    extra = " (error bars: ± 1 sd)" if stat == "mean" and np.isfinite(errors).any() else ""
+    # On a second line: beside a long column name it would run past the axes.
+    extra = "\n(error bars: ± 1 sd)" if stat == "mean" and np.isfinite(errors).any() else ""
     ax.set_title(f"{what} by {x}{extra}{_note(unknown, 'with unknown cost')}")
     return ax
 
@@ -589,8 +592,10 @@ def timeline(data: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
         ax.scatter(spans.loc[failed, "end"], rows[failed.to_numpy()], marker="x", s=30,
                    color=_FAILED_COLOUR, zorder=3, label="did not succeed")
     ax.set_ylim(n - 0.5, -0.5)  # first submitted at the top
-    if 0 < n <= 40:
-        ax.set_yticks(rows, [short_label(r, 12) for r in spans["row"]])
+    if 0 < n <= 200:
+        # About 20 labels at most, so they never overlap however short the figure is.
+        step = max(1, math.ceil(n / 20))
+        ax.set_yticks(rows[::step], [short_label(r, 12) for r in spans["row"][::step]])
         ax.set_ylabel("row (by submit time)")
     else:
         ax.set_yticks([])

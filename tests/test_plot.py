@@ -301,3 +301,16 @@ def test_usd_ticks_all_carry_the_decimals_the_step_needs():
     ax.set_yticks([0, 0.5, 1.0])
     ax.figure.canvas.draw()
     assert _tick_texts(ax, "y") == ["$0", "$0.50", "$1.00"]
+
+
+def test_timeline_labels_at_most_about_twenty_rows():
+    n = 45
+    data = pd.DataFrame({
+        "submitted_at": np.arange(n, dtype=float) * 0.1,
+        "completed_at": np.arange(n, dtype=float) * 0.1 + 1.0,
+        "status": "succeeded",
+    })
+    ax = plot.timeline(data)
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert 15 <= len(labels) <= 20
+    assert labels[0] == "0" and labels[1] == "3"  # every third row, starting at the first
