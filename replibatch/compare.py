@@ -13,34 +13,14 @@ import numpy as np
 import pandas as pd
 
 from .errors import ConfigurationError
+from .frame import ADDED_COLUMNS
 from .media import CSS, MediaRenderer, is_missing
 from .summary import format_usd  # the one USD formatter (also imported from here by others)
 
 __all__ = ["Comparison", "compare"]
 
 # Columns the run adds; anything else is a parameter the user chose.
-RESULT_COLUMNS = frozenset(
-    {
-        "model",
-        "output",
-        "status",
-        "error",
-        "prediction_id",
-        "version",
-        "queue_s",
-        "predict_s",
-        "latency_s",
-        "cost_usd",
-        "cost_basis",
-        "cached",
-        "input_token_count",
-        "output_token_count",
-        "time_to_first_token",
-        "tokens_per_second",
-        "submitted_at",
-        "completed_at",
-    }
-)
+RESULT_COLUMNS = ADDED_COLUMNS
 
 Key = tuple[Any, ...]
 
@@ -231,7 +211,8 @@ def _param_badge(name: str, value: Any) -> str:
     return f'<span class="rb-badge rb-param">{html.escape(f"{name}={value}")}</span>'
 
 
-def _finite(value: Any) -> float | None:
+def finite_number(value: Any) -> float | None:
+    """`value` as a finite float, or None (NaN, None, text)."""
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -249,10 +230,10 @@ def _row_badges(row: pd.Series) -> list[str]:
     status = row.get("status")
     if isinstance(status, str) and status != "succeeded":
         badges.append(f'<span class="rb-badge rb-bad">{html.escape(status)}</span>')
-    latency = _finite(row.get("latency_s"))
+    latency = finite_number(row.get("latency_s"))
     if latency is not None:
         badges.append(f'<span class="rb-badge" title="latency">{format_seconds(latency)}</span>')
-    cost = _finite(row.get("cost_usd"))
+    cost = finite_number(row.get("cost_usd"))
     if cost is not None:
         basis = row.get("cost_basis")
         title = html.escape(str(basis)) if isinstance(basis, str) else "estimated cost"

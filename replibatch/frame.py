@@ -32,9 +32,11 @@ from .refs import ModelRef, parse_model_ref
 
 __all__ = [
     "MODEL_COLUMN",
+    "ADDED_COLUMNS",
     "RESULT_COLUMNS",
     "SAMPLE_COLUMN",
     "STATUSES",
+    "TIMELINE_COLUMNS",
     "TOKEN_COLUMNS",
     "Job",
     "Plan",
@@ -72,7 +74,16 @@ STATUSES: tuple[str, ...] = ("succeeded", "failed", "canceled", "timeout", "skip
 
 MAX_ERROR_CHARS = 500
 
-_RESERVED_COLUMNS = frozenset((MODEL_COLUMN, SAMPLE_COLUMN, *RESULT_COLUMNS, *TOKEN_COLUMNS))
+TIMELINE_COLUMNS: tuple[str, ...] = ("submitted_at", "completed_at")
+"""Client-clock epoch seconds of each row's create and result, added by the runner."""
+ADDED_COLUMNS: frozenset[str] = frozenset(
+    (MODEL_COLUMN, *RESULT_COLUMNS, *TOKEN_COLUMNS, *TIMELINE_COLUMNS)
+)
+"""Every column a run may add to the frame; anything else is the user's."""
+
+# Never model inputs by default: what a run adds (so a result frame can be run again) and the
+# sample index.
+_RESERVED_COLUMNS = ADDED_COLUMNS | {SAMPLE_COLUMN}
 _FLOAT_COLUMNS = frozenset(("queue_s", "predict_s", "latency_s", "cost_usd"))
 _INT_TOKEN_COLUMNS = frozenset(("input_token_count", "output_token_count"))
 _MISSING = object()

@@ -26,19 +26,16 @@ from typing import Any, Callable
 import pandas as pd
 
 from . import plot
-from .compare import compare
+from .compare import compare, finite_number, format_seconds
 from .errors import ConfigurationError
-from .frame import MODEL_COLUMN, RESULT_COLUMNS, SAMPLE_COLUMN, TOKEN_COLUMNS
+from .frame import ADDED_COLUMNS, MODEL_COLUMN, SAMPLE_COLUMN, TIMELINE_COLUMNS
 from .media import CSS as MEDIA_CSS
 from .media import MediaRenderer, is_missing
 from .summary import format_summary, format_usd, summarize
 
 __all__ = ["atomic_write", "build_report", "parameter_columns", "write_report"]
 
-_TIMELINE_COLUMNS = ("submitted_at", "completed_at")
-_NOT_PARAMETERS = frozenset(
-    (MODEL_COLUMN, SAMPLE_COLUMN, *RESULT_COLUMNS, *TOKEN_COLUMNS, *_TIMELINE_COLUMNS)
-)
+_NOT_PARAMETERS = ADDED_COLUMNS | {SAMPLE_COLUMN}
 # More distinct values than this and a column is data (prompts), not a swept parameter.
 _MAX_PARAMETER_VALUES = 12
 # At most this many comparison columns before further parameters become badges inside cells.
@@ -201,8 +198,8 @@ def _stats_table(res: pd.DataFrame) -> str:
             str(int((res["status"][mine] == "succeeded").sum())),
             str(int((res["status"][mine] != "succeeded").sum())),
             str(int(cached[mine].sum())),
-            _seconds(lat.quantile(0.5)) if len(lat) else "—",
-            _seconds(lat.quantile(0.95)) if len(lat) else "—",
+            format_seconds(lat.quantile(0.5)) if len(lat) else "—",
+            format_seconds(lat.quantile(0.95)) if len(lat) else "—",
             format_usd(known.mean()) if len(known) else "—",
             format_usd(spent.sum()) if len(spent) else "$0",
         ]
@@ -239,7 +236,7 @@ def _plots_section(res: pd.DataFrame, parameters: Sequence[str]) -> str:
             ("heatmap", lambda ax: plot.heatmap(res, x=a, y=b, value="latency_s", ax=ax), (6.4, 4.2))
         )
     # Only predictions run now have a place in time; an all-cached run has no timeline.
-    if set(_TIMELINE_COLUMNS) <= set(res.columns) and len(plot.timeline_spans(res)):
+    if set(TIMELINE_COLUMNS) <= set(res.columns) and len(plot.timeline_spans(res)):
         height = min(9.0, max(3.0, 0.05 * len(res) + 2.0))
         wanted.append(("timeline", lambda ax: plot.timeline(res, ax=ax), (13.0, height)))
 
@@ -363,10 +360,10 @@ def _cards(res: pd.DataFrame, index: str) -> str:
             reason = f"{status}: {error}" if not is_missing(error) else str(status)
             parts.append(f'<div class="rb-error">{html.escape(reason[:500])}</div>')
         badges = [html.escape(str(row[MODEL_COLUMN]))] if MODEL_COLUMN in res.columns else []
-        latency = _finite(row.get("latency_s"))
+        latency = finite_number(row.get("latency_s"))
         if latency is not None:
-            badges.append(_seconds(latency))
-        cost = _finite(row.get("cost_usd"))
+            badges.append(format_seconds(latency))
+        cost = finite_number(row.get("cost_usd"))
         if cost is not None:
             badges.append(format_usd(cost))
         if not is_missing(row.get("cached")) and bool(row.get("cached")):
@@ -378,18 +375,6 @@ def _cards(res: pd.DataFrame, index: str) -> str:
         )
         cards.append(f'<div class="rb-card">{"".join(parts)}</div>')
     return f'<style>{MEDIA_CSS}</style><div class="rb-root"><div class="rb-cards">{"".join(cards)}</div></div>'
-
-
-def _finite(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _seconds(value: float) -> str:
-    return f"{value:.3g} s" if value < 1000 else f"{value:,.0f} s"
 
 
 def _numbers(res: pd.DataFrame, column: str) -> pd.Series:

@@ -57,7 +57,7 @@ MAX_WAIT = 60  # Prefer: wait=N accepts 1..60
 _TERMINAL = {"succeeded", "failed", "canceled", "aborted"}
 _THROTTLE_RETRIES = 60  # a 429 creates nothing, so it may be retried far more than a failure
 _CLEANUP_SECONDS = 20.0
-_UNSTORED = ("submitted_at", "completed_at", "cached")
+_UNSTORED = (*frames.TIMELINE_COLUMNS, "cached")
 # Searching for a create's prediction starts this long before it was sent: our clock and the
 # server's may disagree. Identical inputs found from earlier runs are still correct results.
 _CLOCK_SKEW = timedelta(seconds=30)
@@ -735,7 +735,7 @@ async def arun(
             await edge.aclose()
     result = frames.assemble(df, plan, rows)
     # Client-clock epoch seconds of each row's submit and result, for the run's timeline plot.
-    for column in ("submitted_at", "completed_at"):
+    for column in frames.TIMELINE_COLUMNS:
         result[column] = [
             float(row[column]) if row is not None and row.get(column) is not None else math.nan
             for row in rows

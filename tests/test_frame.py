@@ -500,3 +500,11 @@ def test_whole_number_floats_from_a_column_with_gaps_are_sent_as_ints():
     sent = [job.input.get("max_tokens") for job in plan.jobs]
     assert sent == [24, None, 8] and all(type(v) is int for v in sent if v is not None)
     assert plan_jobs(pd.DataFrame({"t": [0.5]}), model="o/m").jobs[0].input == {"t": 0.5}
+
+
+def test_a_result_frame_can_be_planned_again_without_its_result_columns_as_inputs():
+    res = pd.DataFrame({"prompt": ["a"], "model": ["o/m"], "output": ["x"], "status": ["succeeded"],
+                        "latency_s": [1.0], "submitted_at": [1.0e9], "completed_at": [1.0e9 + 1],
+                        "output_token_count": [3]})
+    job = plan_jobs(res).jobs[0]
+    assert job.input == {"prompt": "a"}
