@@ -374,7 +374,7 @@ def cost(
     heights = shown[stat].to_numpy(dtype=float)
     errors = shown["sd"].to_numpy(dtype=float) if stat == "mean" else None
     colours = _colours(len(shown))
-    bars = ax.bar(
+    ax.bar(
         np.arange(len(shown)),
         heights,
         yerr=None if errors is None else np.nan_to_num(errors),

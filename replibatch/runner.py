@@ -112,6 +112,11 @@ def _validate_options(
     return concurrency
 
 
+async def _backoff(attempt: int) -> None:
+    """Sleep before retry number `attempt` after a transient failure: 0.25 s doubling to 8 s."""
+    await anyio.sleep(min(0.25 * 2 ** (attempt - 1), 8.0))
+
+
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -265,7 +270,7 @@ class _Engine:
                 attempt += 1
                 if attempt > self.retries:
                     raise
-                await anyio.sleep(min(0.25 * 2 ** (attempt - 1), 8.0))
+                await _backoff(attempt)
                 continue
             return reply
 
@@ -371,7 +376,8 @@ class _Engine:
             except RateLimitedError as exc:
                 del self.state.attempts[position]
                 throttles += 1
-                self._limiter_event(lambda: self.creates.on_throttled(exc.retry_after))
+                hint = exc.retry_after
+                self._limiter_event(lambda: self.creates.on_throttled(hint))
                 if throttles > _THROTTLE_RETRIES:
                     raise
                 continue
@@ -384,14 +390,14 @@ class _Engine:
                     return found, sent, sent_wall
                 if failures > self.retries:
                     raise
-                await anyio.sleep(min(0.25 * 2 ** (failures - 1), 8.0))
+                await _backoff(failures)
                 continue
             except TransientError:
                 del self.state.attempts[position]
                 failures += 1
                 if failures > self.retries:
                     raise
-                await anyio.sleep(min(0.25 * 2 ** (failures - 1), 8.0))
+                await _backoff(failures)
                 continue
             except ReplicateAPIError:
                 del self.state.attempts[position]

@@ -25,7 +25,6 @@ from replibatch.sim.state import (
     Prediction,
     Stats,
     canonical_json,
-    iso,
     new_file_id,
     new_prediction_id,
 )
