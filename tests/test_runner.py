@@ -318,6 +318,9 @@ def test_output_files_outlive_the_servers_copies(cache_dir):
     assert str(cache_dir) in str(path)
     with Image.open(path) as image:
         assert image.size == (64, 64)
+    # the comparison embeds the local copy, so it still shows the image
+    page = rb.compare(res, index="prompt", columns="model").to_html()
+    assert "data:image/png;base64," in page and "/delivery/" not in page
     # after the server is gone, the cached row still points at the local file
     with serve(time_scale=0.01) as sim2:
         again = go(pd.DataFrame({"prompt": ["red square"], "width": 64, "height": 64}), sim2,
