@@ -30,7 +30,6 @@ dropped from records and pending metadata.
 from __future__ import annotations
 
 import contextlib
-import gc
 import json
 import math
 import os
@@ -50,6 +49,7 @@ import diskcache
 import numpy as np
 import platformdirs
 
+from ._gc import paused as gc_paused
 from .errors import ConfigurationError
 from .filestore import FileStore, OutputFile
 from .keys import KEY_FORMAT, canonical_value
@@ -101,24 +101,6 @@ def _loads(data: bytes) -> Any:
             raise
         # orjson refuses a few things json accepts (lone surrogates written with surrogatepass).
         return json.loads(data)
-
-
-@contextlib.contextmanager
-def _gc_paused(count: int) -> Iterator[None]:
-    """Pause the cyclic garbage collector while decoding `count` entries, if that is many.
-
-    Decoding allocates millions of container objects that all survive, so the collector would
-    rescan them again and again (2-3x slower). Entries are plain JSON trees without cycles, so
-    nothing is left for it to find; it is re-enabled (if it was enabled) right after.
-    """
-    if count < 1000 or not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 class CacheWarning(UserWarning):
@@ -414,7 +396,7 @@ class ResultCache:
         found: dict[str, CacheEntry] = {}
         corrupt: list[tuple[str, str]] = []
         status_set = None if statuses is None else frozenset(statuses)
-        with _gc_paused(len(wanted)):
+        with gc_paused(len(wanted)):
             for key, text in self._select(wanted):
                 try:
                     entry = self._decode(text)

@@ -17,6 +17,7 @@ Column roles in the input frame:
 from __future__ import annotations
 
 import math
+import operator
 import re
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -257,8 +258,7 @@ def assemble(df: pd.DataFrame, plan: Plan, rows: Sequence[Mapping[str, Any] | No
     new: dict[str, Any] = {}
     if plan.model_from_argument:
         new[MODEL_COLUMN] = _object_array([job.model for job in plan.jobs])
-    for column in columns:
-        values = [row.get(column) if row else None for row in rows]
+    for column, values in zip(columns, _transpose(rows, columns)):
         if column in _FLOAT_COLUMNS or column in ("time_to_first_token", "tokens_per_second"):
             new[column] = np.array(
                 [np.nan if value is None else value for value in values], dtype="float64"
@@ -284,6 +284,18 @@ def assemble(df: pd.DataFrame, plan: Plan, rows: Sequence[Mapping[str, Any] | No
     if appended:
         result = pd.concat([result, pd.DataFrame(appended)], axis=1)
     return result
+
+
+def _transpose(rows: Sequence[Mapping[str, Any] | None], columns: list[str]) -> list[list[Any]]:
+    """Column lists of `rows` (missing keys and None rows give None); `columns` has two or more."""
+    take = operator.itemgetter(*columns)
+    try:
+        # One C-level lookup of every column per row: the common case, where every row has them.
+        table = [take(row) for row in rows]
+    except (KeyError, TypeError):
+        empty = (None,) * len(columns)
+        table = [tuple(row.get(c) for c in columns) if row else empty for row in rows]
+    return [list(values) for values in zip(*table)] if table else [[] for _ in columns]
 
 
 def one_line(text: Any, limit: int = MAX_ERROR_CHARS) -> str:

@@ -32,6 +32,7 @@ import anyio
 import pandas as pd
 
 from . import frame as frames
+from ._gc import paused as gc_paused
 from .budget import Budget
 from .cache import CacheEntry, ResultCache, open_cache
 from .cost import PriceTable, cost_of, expected_cost
@@ -708,7 +709,8 @@ async def arun(
     invalid call before anything is sent, AuthenticationError when the token is refused.
     """
     concurrency = _validate_options(concurrency, rate_limit, timeout, retries, max_cost)
-    plan = frames.plan_jobs(df, model=model, inputs=inputs)
+    with gc_paused(len(df)):
+        plan = frames.plan_jobs(df, model=model, inputs=inputs)
     table = PriceTable.default().with_overrides(prices=prices, hardware=hardware)
     store = await anyio.to_thread.run_sync(open_cache, cache)
     started = time.monotonic()
@@ -739,7 +741,8 @@ async def arun(
     finally:
         with anyio.CancelScope(shield=True):
             await edge.aclose()
-    result = frames.assemble(df, plan, rows)
+    with gc_paused(len(rows)):
+        result = frames.assemble(df, plan, rows)
     # Client-clock epoch seconds of each row's submit and result, for the run's timeline plot.
     for column in frames.TIMELINE_COLUMNS:
         result[column] = [
@@ -775,9 +778,10 @@ async def _execute(engine: _Engine, plan: frames.Plan) -> list[dict]:
 
     pending: dict[int, dict] = {}
     if engine.cache is not None:
-        for i, job in enumerate(jobs):
-            if rows[i] is None:
-                keys[i] = cache_key(targets[job.model].identity, job.input, job.sample)
+        with gc_paused(len(jobs)):
+            for i, job in enumerate(jobs):
+                if rows[i] is None:
+                    keys[i] = cache_key(targets[job.model].identity, job.input, job.sample)
         wanted = [k for k in keys if k is not None]
         hits = {} if engine.refresh else await anyio.to_thread.run_sync(engine.cache.get_many, wanted)
         for i, key in enumerate(keys):
