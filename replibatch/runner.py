@@ -29,6 +29,7 @@ if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
 
 import anyio
+import numpy as np
 import pandas as pd
 
 from . import frame as frames
@@ -745,10 +746,8 @@ async def arun(
         result = frames.assemble(df, plan, rows)
     # Client-clock epoch seconds of each row's submit and result, for the run's timeline plot.
     for column in frames.TIMELINE_COLUMNS:
-        result[column] = [
-            float(row[column]) if row is not None and row.get(column) is not None else math.nan
-            for row in rows
-        ]
+        # numpy reads None as NaN in a float array: cached and never-sent rows have no times.
+        result[column] = np.array([row.get(column) if row else None for row in rows], dtype=float)
     summary = summarize(result, time.monotonic() - started)
     summary["create_rate_per_minute"] = engine.creates.ceiling_per_minute
     if engine.bar is not None:

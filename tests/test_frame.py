@@ -1,5 +1,4 @@
 import json
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -216,14 +215,13 @@ def test_sample_index_is_validated():
             plan_jobs(df, model="a/b")
 
 
-def test_many_rows_plan_quickly():
+def test_many_rows_plan_whole():  # speed is measured in bench/cache.py, not asserted here
     n = 100_000
     df = pd.DataFrame(
         {"prompt": [f"p{i}" for i in range(n)], "t": np.linspace(0, 1, n), "seed": np.arange(n)}
     )
-    start = time.perf_counter()
     plan = plan_jobs(df, model="a/b")
-    assert time.perf_counter() - start < 3.0  # generous: shared CI cores
+    assert len(plan.jobs) == n
     assert plan.jobs[-1].input == {"prompt": f"p{n - 1}", "t": 1.0, "seed": n - 1}
 
 
@@ -480,15 +478,13 @@ def test_assemble_checks_row_count():
         assemble(df, plan_jobs(df, model="a/b"), [None])
 
 
-def test_assemble_100k_rows_fast():
+def test_assemble_100k_rows():  # speed is measured in bench/cache.py, not asserted here
     n = 100_000
     df = pd.DataFrame({"prompt": np.arange(n).astype(str)})
     plan = Plan([Job(i, "a/b", {}) for i in range(n)], None, True)
     row = prediction_row(_record(metrics={"predict_time": 1.0, "tokens_per_second": 3.0}))
     rows = [dict(row, latency_s=float(i)) for i in range(n)]
-    start = time.perf_counter()
     res = assemble(df, plan, rows)
-    assert time.perf_counter() - start < 1.0
     assert len(res) == n and res["latency_s"].iloc[-1] == n - 1
     assert res["tokens_per_second"].dtype == "float64"
 

@@ -134,7 +134,7 @@ def test_async_client_runs_waits_and_cancels(sim: SimServer) -> None:
     assert sim.stats.creates == 10 and sim.stats.max_in_flight >= 2
 
 
-def test_benchmark_shaped_load_is_fast() -> None:
+def test_benchmark_shaped_load_all_succeeds() -> None:
     """Many concurrent Prefer: wait creates against an unlimited, zero-latency server."""
     with serve(create_rate=None, read_rate=None, predict_time=0) as server:
         version = server.models["replibatch/tiny-llama"].version_id
