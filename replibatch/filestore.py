@@ -29,6 +29,8 @@ from urllib.parse import unquote_to_bytes, urlsplit
 import anyio
 import anyio.to_thread
 
+from .filetypes import EXT_BY_TYPE, TYPE_BY_SUFFIX, sniff
+
 __all__ = [
     "INLINE_LIMIT_BYTES",
     "Fetch",
@@ -52,47 +54,6 @@ _FILES_DIR = "files"
 
 # Fixed tables rather than `mimetypes` alone: its answers depend on the platform's mime.types
 # (".jpe" vs ".jpg"), and the extension is part of a file's stored name.
-_EXT_BY_TYPE = {
-    "image/png": ".png",
-    "image/jpeg": ".jpg",
-    "image/gif": ".gif",
-    "image/webp": ".webp",
-    "image/svg+xml": ".svg",
-    "image/bmp": ".bmp",
-    "image/tiff": ".tiff",
-    "audio/wav": ".wav",
-    "audio/x-wav": ".wav",
-    "audio/wave": ".wav",
-    "audio/mpeg": ".mp3",
-    "audio/ogg": ".ogg",
-    "audio/flac": ".flac",
-    "video/mp4": ".mp4",
-    "video/webm": ".webm",
-    "video/quicktime": ".mov",
-    "application/pdf": ".pdf",
-    "application/json": ".json",
-    "application/zip": ".zip",
-    "text/plain": ".txt",
-    "model/gltf-binary": ".glb",
-}
-_TYPE_BY_EXT = {
-    ".png": "image/png",
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".gif": "image/gif",
-    ".webp": "image/webp",
-    ".svg": "image/svg+xml",
-    ".bmp": "image/bmp",
-    ".tiff": "image/tiff",
-    ".wav": "audio/wav",
-    ".mp3": "audio/mpeg",
-    ".ogg": "audio/ogg",
-    ".flac": "audio/flac",
-    ".m4a": "audio/mp4",
-    ".mp4": "video/mp4",
-    ".webm": "video/webm",
-    ".mov": "video/quicktime",
-}
 _SAFE_EXT = re.compile(r"\.[a-z0-9]{1,8}\Z")
 _STORED_NAME = re.compile(r"files/[0-9a-f]{2}/[0-9a-f]{64}(?:\.[a-z0-9]{1,8})?\Z")
 # Strict so that text which merely starts with "data:" ("data: 3 rows ...") is not taken for a URI.
@@ -139,30 +100,8 @@ def decode_data_uri(text: str) -> tuple[bytes, str | None]:
 
 
 def _sniff_extension(data: bytes) -> str | None:
-    head = data[:16]
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return ".png"
-    if head.startswith(b"\xff\xd8\xff"):
-        return ".jpg"
-    if head.startswith((b"GIF87a", b"GIF89a")):
-        return ".gif"
-    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
-        return ".webp"
-    if head.startswith(b"RIFF") and head[8:12] == b"WAVE":
-        return ".wav"
-    if head.startswith(b"ID3") or head[:2] in (b"\xff\xfb", b"\xff\xf3", b"\xff\xf2"):
-        return ".mp3"
-    if head.startswith(b"OggS"):
-        return ".ogg"
-    if head.startswith(b"fLaC"):
-        return ".flac"
-    if head[4:8] == b"ftyp":
-        return ".mov" if head[8:10] == b"qt" else ".mp4"
-    if head.startswith(b"\x1a\x45\xdf\xa3"):
-        return ".webm"
-    if head.startswith(b"%PDF"):
-        return ".pdf"
-    return None
+    sniffed = sniff(data)
+    return sniffed[1] if sniffed else None
 
 
 def choose_extension(data: bytes, url: str | None = None, content_type: str | None = None) -> str:
@@ -181,7 +120,7 @@ def choose_extension(data: bytes, url: str | None = None, content_type: str | No
             return suffix
     if content_type:
         media_type = content_type.split(";", 1)[0].strip().lower()
-        ext = _EXT_BY_TYPE.get(media_type) or mimetypes.guess_extension(media_type)
+        ext = EXT_BY_TYPE.get(media_type) or mimetypes.guess_extension(media_type)
         if ext and _SAFE_EXT.match(ext):
             return ext
     return _sniff_extension(data) or ".bin"
@@ -208,7 +147,7 @@ class OutputFile(str):
     @property
     def media_type(self) -> str | None:
         suffix = self.path.suffix.lower()
-        return _TYPE_BY_EXT.get(suffix) or mimetypes.guess_type(f"x{suffix}")[0]
+        return TYPE_BY_SUFFIX.get(suffix) or mimetypes.guess_type(f"x{suffix}")[0]
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (OutputFile, (str(self), self.url))

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ConfigurationError
-from .inputs import FileInput, as_file_input
+from .inputs import FileInput, as_file_input, is_uri
 from .refs import ModelRef, parse_model_ref
 
 __all__ = [
@@ -358,7 +358,7 @@ def _number_or_none(value: Any) -> float | None:
 
 
 def _is_text_token(item: Any) -> bool:
-    return isinstance(item, str) and not re.match(r"^(?:[a-zA-Z][a-zA-Z0-9+.-]*://|data:)", item)
+    return isinstance(item, str) and not is_uri(item)
 
 
 def _normalize_output(output: Any) -> Any:

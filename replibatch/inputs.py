@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import ConfigurationError
+from .filetypes import sniff
 
 __all__ = [
     "SMALL_FILE_BYTES",
@@ -36,6 +37,7 @@ __all__ = [
     "as_file_input",
     "content_hash",
     "data_uri",
+    "is_uri",
     "map_files",
 ]
 
@@ -47,21 +49,6 @@ _CHUNK = 1 << 20
 _URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://|^data:", re.IGNORECASE)
 _BARE_FILENAME_RE = re.compile(r"^[^\s/\\]+\.[A-Za-z0-9]{1,10}$")
 _SEPARATORS = ("/", "\\") if os.sep == "\\" else ("/",)
-
-# Magic numbers for the content types models usually take; the rest is octet-stream.
-_MAGIC: tuple[tuple[bytes, int, str, str], ...] = (
-    (b"\x89PNG\r\n\x1a\n", 0, "image/png", ".png"),
-    (b"\xff\xd8\xff", 0, "image/jpeg", ".jpg"),
-    (b"GIF8", 0, "image/gif", ".gif"),
-    (b"WEBP", 8, "image/webp", ".webp"),
-    (b"WAVE", 8, "audio/wav", ".wav"),
-    (b"ID3", 0, "audio/mpeg", ".mp3"),
-    (b"fLaC", 0, "audio/flac", ".flac"),
-    (b"OggS", 0, "audio/ogg", ".ogg"),
-    (b"ftyp", 4, "video/mp4", ".mp4"),
-    (b"%PDF-", 0, "application/pdf", ".pdf"),
-)
-
 
 @dataclass(frozen=True)
 class FileInput:
@@ -190,6 +177,11 @@ def map_files(value: Any, replace: Callable[[FileInput], Any]) -> Any:
     return value
 
 
+def is_uri(text: str) -> bool:
+    """True when `text` starts like a URL (``scheme://``) or a ``data:`` URI: never a local file."""
+    return _URL_RE.match(text) is not None
+
+
 def _looks_like_existing_file(text: str) -> bool:
     if (
         not text
@@ -198,7 +190,7 @@ def _looks_like_existing_file(text: str) -> bool:
         or "\n" in text
         or "\r" in text
         or "\x00" in text
-        or _URL_RE.match(text)
+        or is_uri(text)
     ):
         return False
     if not (any(sep in text for sep in _SEPARATORS) or _BARE_FILENAME_RE.match(text)):
@@ -227,10 +219,7 @@ def _hash_file(path: str, mtime_ns: int, size: int, inode: int) -> tuple[str, by
 
 
 def _sniff(data: bytes) -> tuple[str, str]:
-    for magic, offset, content_type, extension in _MAGIC:
-        if data[offset : offset + len(magic)] == magic:
-            return content_type, extension
-    return "application/octet-stream", ".bin"
+    return sniff(data) or ("application/octet-stream", ".bin")
 
 
 def _is_pil_image(value: Any) -> bool:

@@ -16,41 +16,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .filetypes import TYPE_BY_SUFFIX, sniff
+
 __all__ = ["CSS", "MediaRenderer", "is_missing", "is_url", "local_path", "media_type"]
-
-_MIME_BY_SUFFIX = {
-    ".png": "image/png",
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".gif": "image/gif",
-    ".webp": "image/webp",
-    ".bmp": "image/bmp",
-    ".svg": "image/svg+xml",
-    ".wav": "audio/wav",
-    ".mp3": "audio/mpeg",
-    ".ogg": "audio/ogg",
-    ".flac": "audio/flac",
-    ".m4a": "audio/mp4",
-    ".aac": "audio/aac",
-    ".mp4": "video/mp4",
-    ".webm": "video/webm",
-    ".mov": "video/quicktime",
-}
-
-# Magic numbers for files stored without a telling suffix.
-_SIGNATURES = [
-    (0, b"\x89PNG\r\n\x1a\n", "image/png"),
-    (0, b"\xff\xd8\xff", "image/jpeg"),
-    (0, b"GIF87a", "image/gif"),
-    (0, b"GIF89a", "image/gif"),
-    (8, b"WEBP", "image/webp"),
-    (8, b"WAVE", "audio/wav"),
-    (0, b"ID3", "audio/mpeg"),
-    (0, b"OggS", "audio/ogg"),
-    (0, b"fLaC", "audio/flac"),
-    (4, b"ftyp", "video/mp4"),
-    (0, b"\x1aE\xdf\xa3", "video/webm"),
-]
 
 # Formats Pillow can shrink; SVG and animations are embedded as they are.
 _RESIZABLE = {"image/png", "image/jpeg", "image/webp", "image/bmp", "image/gif"}
@@ -137,12 +105,12 @@ def _looks_like_media_path(value: Any) -> bool:
     if not isinstance(value, str) or "\n" in value or len(value) > 4096:
         return False
     text = str(getattr(value, "path", value))
-    return text.startswith("/") and Path(text).suffix.lower() in _MIME_BY_SUFFIX
+    return text.startswith("/") and Path(text).suffix.lower() in TYPE_BY_SUFFIX
 
 
 def media_type(path: Path) -> str | None:
     """The MIME type of a local file, from its suffix or else its first bytes; None if unknown."""
-    mime = _MIME_BY_SUFFIX.get(path.suffix.lower())
+    mime = TYPE_BY_SUFFIX.get(path.suffix.lower())
     if mime:
         return mime
     try:
@@ -150,10 +118,8 @@ def media_type(path: Path) -> str | None:
             head = handle.read(16)
     except OSError:
         return None
-    for offset, magic, sniffed in _SIGNATURES:
-        if head[offset : offset + len(magic)] == magic:
-            return sniffed
-    return None
+    sniffed = sniff(head)
+    return sniffed[0] if sniffed else None
 
 
 def _escape(text: str) -> str:

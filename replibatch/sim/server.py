@@ -15,6 +15,7 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
+from replibatch.filestore import decode_data_uri
 from replibatch.limiter import TokenBucket
 from replibatch.sim.cog import FileInput, InvalidField, OutputFile, call_kwargs, materialize
 from replibatch.sim.faults import FaultDice, SimOptions
@@ -416,12 +417,9 @@ class _SimApp:
         Raises ValueError when the URI cannot be read (the prediction then fails).
         """
         if uri.startswith("data:"):
-            header, _, payload = uri.partition(",")
             try:
-                if header.endswith(";base64"):
-                    return base64.b64decode(payload, validate=False)
-                return urllib.parse.unquote_to_bytes(payload)
-            except (binascii.Error, ValueError) as exc:
+                return decode_data_uri(uri)[0]
+            except ValueError as exc:
                 raise ValueError(f"could not decode data URI: {exc}") from None
         path = urllib.parse.urlsplit(uri).path
         if match := _FILE_PATH.search(path):
