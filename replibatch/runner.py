@@ -320,21 +320,16 @@ class _Engine:
 
     async def prepare_input(self, raw: dict) -> dict:
         """Replace FileInputs by a data URI (small) or an uploaded file's URL (large)."""
-        out: dict[str, Any] = {}
-        for key, value in raw.items():
-            out[key] = await self._prepare_value(value)
-        return out
-
-    async def _prepare_value(self, value: Any) -> Any:
-        if isinstance(value, FileInput):
-            if value.size <= SMALL_FILE_BYTES:
-                return data_uri(value)
-            return await self._upload(value)
-        if isinstance(value, list):
-            return [await self._prepare_value(v) for v in value]
-        if isinstance(value, dict):
-            return {k: await self._prepare_value(v) for k, v in value.items()}
-        return value
+        files: list[FileInput] = []
+        map_files(raw, files.append)
+        if not files:
+            return raw
+        sent: dict[str, str] = {}
+        for file in files:
+            if file.sha256 not in sent:
+                small = file.size <= SMALL_FILE_BYTES
+                sent[file.sha256] = data_uri(file) if small else await self._upload(file)
+        return map_files(raw, lambda file: sent[file.sha256])
 
     async def _upload(self, file: FileInput) -> str:
         lock = self.upload_locks.setdefault(file.sha256, anyio.Lock())
@@ -493,7 +488,8 @@ class _Engine:
 
     def _cost(self, job: frames.Job, target: Target, record: dict) -> tuple[float, str]:
         ref = job.model
-        if target.model_name and parse_model_ref(ref).owner is None:
+        parsed = job.ref or parse_model_ref(ref)  # planning parsed it already
+        if target.model_name and parsed.owner is None:
             ref = f"{target.model_name}:{target.ident}"
         return cost_of(self.prices, ref, record)
 
