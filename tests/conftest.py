@@ -17,3 +17,12 @@ def sim() -> Iterator[SimServer]:
     """
     with serve(time_scale=0.01, seed=0) as server:
         yield server
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test gets its own cache directory and no Replicate credentials from the machine:
+    nothing a test does can touch the user's cache, and no test can reach a real account."""
+    monkeypatch.setenv("REPLIBATCH_CACHE_DIR", str(tmp_path_factory.mktemp("rb-cache")))
+    for name in ("REPLICATE_API_TOKEN", "REPLICATE_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
