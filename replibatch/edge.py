@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
@@ -33,6 +34,7 @@ from .errors import (
     ReplicateAPIError,
     TransientError,
 )
+from .download import DownloadLimits, Downloaded, check_output_url, stream_to_file
 from .limiter import retry_after_seconds
 
 __all__ = ["ApiReply", "Edge", "resolve_token"]
@@ -263,23 +265,28 @@ class Edge:
             raise TransientError(f"file upload failed: {type(exc).__name__}") from None
         return created.urls["get"]
 
-    async def download(self, url: str) -> bytes:
-        """Fetch an output file. The API token is sent only to the API's own host."""
-        same_host = urlsplit(url).netloc == urlsplit(str(self._sdk._async_client.base_url)).netloc  # noqa: SLF001
-        if same_host:
-            http = self._sdk._async_client  # noqa: SLF001
-        else:
-            if self._downloads is None:
-                extra = {"transport": self._user_transport} if self._user_transport else {}
-                self._downloads = httpx.AsyncClient(
-                    timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True, **extra
-                )
-            http = self._downloads
-        try:
-            response = await http.get(url)
-        except httpx.TransportError as exc:
-            raise TransientError(f"download failed: {type(exc).__name__}") from None
-        if response.status_code >= 400:
-            kind = TransientError if response.status_code >= 500 else ReplicateAPIError
-            raise kind(f"download of {url} failed", status=response.status_code)
-        return response.content
+    @property
+    def api_base_url(self) -> str:
+        return str(self._sdk._async_client.base_url)  # noqa: SLF001
+
+    def _download_client(self) -> httpx.AsyncClient:
+        if self._downloads is None:
+            extra = {"transport": self._user_transport} if self._user_transport else {}
+            # No auth: the token is never sent with a file (see replibatch.download). The read
+            # timeout guards a stalled connection; the total deadline is stream_to_file's.
+            self._downloads = httpx.AsyncClient(
+                timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True, **extra
+            )
+        return self._downloads
+
+    async def download(
+        self, url: str, directory: Path, limits: DownloadLimits | None = None
+    ) -> Downloaded:
+        """Fetch an output file into a temporary file in `directory` (see `replibatch.download`).
+
+        Never sends the API token; refuses URLs that point at the API. Raises DownloadError for
+        a refused URL, a file over the byte cap, a download past its deadline or a 4xx, and
+        TransientError for a 5xx or a dropped connection.
+        """
+        check_output_url(url, self.api_base_url)
+        return await stream_to_file(self._download_client(), url, directory, limits or DownloadLimits())
