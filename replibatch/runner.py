@@ -63,6 +63,8 @@ from .limiter import DEFAULT_READ_RATE, AdaptiveRateLimiter, TokenBucket, poll_i
 from .outcome import apply_final_status
 from .reconcile import Attempt, Reconciler, parse_time
 from .refs import ModelRef, parse_model_ref
+from . import reserve
+from .reserve import Hold, plan_hold
 from .summary import format_summary, summarize
 
 __all__ = ["DEFAULT_CONCURRENCY", "arun", "run"]
@@ -238,6 +240,7 @@ class _Engine:
         self.budget = budget
         self.prices = prices
         self.downloads = downloads or DownloadLimits()
+        self.longest_predict: dict[str, float] = {}  # model -> longest predict_time seen
         self.progress_wanted = progress
         self.clock = clock
         self.creates = AdaptiveRateLimiter(rate_limit, clock=clock)
@@ -350,7 +353,13 @@ class _Engine:
     # -- one job -----------------------------------------------------------------------------
 
     async def create(
-        self, position: int, target: Target, payload: dict, key: str | None = None
+        self,
+        position: int,
+        target: Target,
+        payload: dict,
+        key: str | None = None,
+        *,
+        cancel_after: float | None = None,
     ) -> tuple[dict, float, float]:
         """Create one prediction, honouring the limiter.
 
@@ -378,7 +387,7 @@ class _Engine:
             sent, sent_wall = self.clock(), time.time()
             try:
                 reply = await self.edge.create_prediction(
-                    (target.kind, target.ident), payload, wait=wait
+                    (target.kind, target.ident), payload, wait=wait, cancel_after=cancel_after
                 )
             except RateLimitedError as exc:
                 del self.state.attempts[position]
@@ -491,12 +500,13 @@ class _Engine:
     ) -> dict:
         """Run one row to its result row. Never raises for the row's own failures."""
         reservation = None
+        hold = Hold(None, self.timeout, False)
         sent, sent_wall = self.clock(), time.time()
         async with self.slots:
             if pending is None:
-                reservation = await self._reserve(job)
+                reservation, hold = await self._reserve(job)
                 if reservation is None:
-                    reason = self.budget.skip_reason(job.model, self._prior(job))
+                    reason = self.budget.skip_reason(job.model, self._prior(job), worst=hold.usd)
                     return self._finish_row(frames.error_row("skipped_budget", reason), None)
             record = None
             try:
@@ -509,24 +519,33 @@ class _Engine:
                         await self._mark_pending(
                             key, "", job, target, sent_after=_utcnow(), sent_input=payload
                         )
-                    record, sent, sent_wall = await self.create(job.position, target, payload, key)
+                    record, sent, sent_wall = await self.create(
+                        job.position, target, payload, key, cancel_after=hold.deadline_s
+                    )
                 else:
                     sent, sent_wall = self.clock(), time.time()
                     self.state.in_flight[record["id"]] = key
                 if key is not None and record.get("status") not in _TERMINAL:
                     await self._mark_pending(key, record["id"], job, target)
-                deadline = None if self.timeout is None else sent + self.timeout
+                limit = hold.deadline_s
+                deadline = None if limit is None else sent + limit
                 record = await self.wait_for(record, deadline)
                 unfinished = record.get("status") not in _TERMINAL  # the deadline passed
                 if unfinished:
                     with anyio.CancelScope(shield=True):
                         record = await self.cancel(record["id"]) or record
-                # A prediction that finished just as it was canceled keeps its result.
-                timed_out = unfinished and record.get("status") != "succeeded"
+                # A prediction that finished just as it was canceled keeps its result. One that
+                # Replicate canceled at our Cancel-After deadline timed out too.
+                timed_out = record.get("status") != "succeeded" and (
+                    unfinished
+                    or (record.get("status") == "canceled" and limit is not None
+                        and self.clock() >= sent + limit - 1.0)
+                )
                 self.state.in_flight.pop(record["id"], None)
                 row = frames.prediction_row(record, latency_s=self.clock() - sent)
                 row["cost_usd"], row["cost_basis"] = self._cost(job, target, record)
-                apply_final_status(row, record, timed_out=timed_out, timeout=self.timeout)
+                apply_final_status(row, record, timed_out=timed_out, timeout=limit)
+                self._learn_predict_time(job.model, record)
                 if row["status"] == "succeeded" and not _is_streamed_text(record, row):
                     try:
                         row["output"] = await self.localize(row["output"])
@@ -598,16 +617,37 @@ class _Engine:
             return None
         return expected_cost(self.prices, job.model, job.input)
 
-    async def _reserve(self, job: frames.Job) -> Any:
+    def _hold(self, job: frames.Job) -> Hold:
+        """The row's worst-case reservation and server-side deadline (`replibatch.reserve`)."""
+        if self.budget.max_cost is None:
+            return Hold(None, self.timeout, False)
+        return plan_hold(
+            self.prices,
+            job.model,
+            job.input,
+            timeout=self.timeout,
+            longest_predict_s=self.longest_predict.get(job.model),
+            budget_left=self.budget.left,
+            minimum_s=reserve.CANCEL_AFTER_MINIMUM_S,  # read here: a test may lower it
+        )
+
+    async def _reserve(self, job: frames.Job) -> tuple[Any, Hold]:
         """A budget reservation for this row, waiting while rows in flight may free room."""
         prior = self._prior(job)
         while True:
-            reservation = self.budget.try_start(job.model, prior)
+            hold = self._hold(job)  # re-planned: finished rows teach the deadline
+            reservation = self.budget.try_start(job.model, prior, worst=hold.usd)
             if reservation is not None:
-                return reservation
-            if not self.budget.worth_waiting(job.model, prior):
-                return None
+                return reservation, hold
+            if not self.budget.worth_waiting(job.model, prior, worst=hold.usd):
+                return None, hold
             await self.budget_changed.wait()
+
+    def _learn_predict_time(self, model: str, record: dict) -> None:
+        metrics = record.get("metrics") or {}
+        seconds = metrics.get("predict_time") if isinstance(metrics, dict) else None
+        if isinstance(seconds, (int, float)) and seconds >= 0:
+            self.longest_predict[model] = max(self.longest_predict.get(model, 0.0), float(seconds))
 
     def _settle(self, reservation: Any, cost: float | None) -> None:
         """Close a reservation (None cost: nothing was created) and wake rows waiting on budget."""

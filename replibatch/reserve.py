@@ -1,0 +1,83 @@
+"""What one prediction may cost at most, and the server-side deadline that makes it so (pure).
+
+A budget that reserves the running mean is passed as soon as cost grows along the frame (a
+sweep ordered by ascending ``max_tokens`` or steps): every prediction in flight costs more than
+the mean of the ones before. So under ``max_cost`` each prediction is reserved at its worst case:
+
+- priced per second: the prediction gets a ``Cancel-After`` deadline (Replicate stops it that
+  long after creation, so ``predict_time`` cannot exceed it), and the worst case is deadline ×
+  price per second. The deadline is the user's ``timeout`` when given, else `DEADLINE_FACTOR` ×
+  the longest ``predict_time`` of this model seen in the run (or of the price table's
+  ``typical_predict_s``), never under `CANCEL_AFTER_MINIMUM_S` (the spec's minimum). Before any
+  figure exists, one probe row runs with a deadline that fits the budget left.
+- priced per output: ``num_outputs`` (default 1) × the price.
+- priced per token: ``max_tokens`` (or ``max_new_tokens``) × the output price + the prompt's
+  UTF-8 bytes (at least its token count) × the input price. Without such a bound in the input
+  the estimate is used and `Hold.bounded` is False (the cap is then kept only on average).
+- not in the price table: no figure (the budget's probe logic applies).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .cost import PriceTable, expected_cost
+
+__all__ = ["CANCEL_AFTER_MINIMUM_S", "DEADLINE_FACTOR", "Hold", "plan_hold"]
+
+CANCEL_AFTER_MINIMUM_S = 5.0  # parameters_cancel_after_header: "The minimum allowed duration is 5 seconds."
+DEADLINE_FACTOR = 4.0
+_TOKEN_BOUNDS = ("max_tokens", "max_new_tokens")
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A prediction's reservation: `usd` (None: unknown), the deadline to send as
+    ``Cancel-After`` (None: none), and whether `usd` is a true upper bound."""
+
+    usd: float | None
+    deadline_s: float | None
+    bounded: bool
+
+
+def plan_hold(
+    table: PriceTable,
+    model_ref: str,
+    input: Mapping[str, Any],
+    *,
+    timeout: float | None,
+    longest_predict_s: float | None,
+    budget_left: float | None,
+    minimum_s: float = CANCEL_AFTER_MINIMUM_S,
+) -> Hold:
+    """The hold for one row (see the module docstring). `budget_left` is the cap minus what is
+    spent and reserved (None: no cap). Never raises."""
+    price = table.lookup(model_ref)
+    if price is None:
+        return Hold(None, timeout, False)
+    if price.kind == "per_second" and price.usd_per_second is not None:
+        per_s = float(price.usd_per_second)
+        if timeout is not None:
+            deadline: float | None = timeout
+        elif longest_predict_s is not None:
+            deadline = DEADLINE_FACTOR * longest_predict_s
+        elif price.typical_predict_s is not None:
+            deadline = DEADLINE_FACTOR * float(price.typical_predict_s)
+        elif budget_left is not None and per_s > 0:
+            deadline = budget_left / per_s  # the probe: at most what is left
+        else:
+            deadline = None
+        if deadline is None:
+            return Hold(None, None, False)
+        deadline = max(deadline, minimum_s)
+        return Hold(deadline * per_s, deadline, True)
+    estimate = expected_cost(table, model_ref, input)
+    if estimate is None or math.isnan(estimate):
+        return Hold(None, timeout, False)
+    if price.kind == "per_output":
+        return Hold(estimate, timeout, True)
+    bounded = any(isinstance(input.get(k), int) for k in _TOKEN_BOUNDS)
+    return Hold(estimate, timeout, bounded)
