@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from . import frame as frames
+from . import reserve
 from ._gc import paused as gc_paused
 from .budget import Budget
 from .cache import CacheEntry, ResultCache, open_cache
@@ -42,8 +43,8 @@ from .dedupe import group_identical, shared_row
 from .download import (
     DEFAULT_DOWNLOAD_TIMEOUT,
     DEFAULT_MAX_FILE_BYTES,
-    DownloadError,
     Downloaded,
+    DownloadError,
     DownloadLimits,
 )
 from .edge import Edge
@@ -60,10 +61,10 @@ from .inputs import SMALL_FILE_BYTES, FileInput, content_hash, data_uri, map_fil
 from .interrupt import StopReport, stop_everything
 from .keys import cache_key
 from .limiter import DEFAULT_READ_RATE, AdaptiveRateLimiter, TokenBucket, poll_interval
+from .markers import HEARTBEAT_S, Owner, is_held_elsewhere
 from .outcome import apply_final_status
 from .reconcile import Attempt, Reconciler, parse_time
 from .refs import ModelRef, parse_model_ref
-from . import reserve
 from .reserve import Hold, plan_hold
 from .summary import format_summary, summarize
 
@@ -76,6 +77,7 @@ _THROTTLE_RETRIES = 60  # a 429 creates nothing, so it may be retried far more t
 # Cleanup on interrupt (cancels and the sweep for unanswered creates) ends within this, so the
 # user gets control back in seconds whatever the number in flight.
 _CLEANUP_SECONDS = 4.0
+LEASE_POLL_S = 0.5  # how often a row waiting on another run's lease looks at the cache
 _UNSTORED = (*frames.TIMELINE_COLUMNS, "cached")
 
 
@@ -159,33 +161,59 @@ def _unwrap(exc: BaseException) -> BaseException:
 
 class _CacheWriter:
     """Group commit for the cache: the writes of many rows go to SQLite in one transaction,
-    off the event loop. A marker written before a create is awaited until it is on disk (a
-    killed run must find it); results are not (their marker already makes them recoverable)."""
+    off the event loop. A marker written before a create is a lease claim (`replibatch.markers`):
+    it is awaited until it is on disk (a killed run must find it) and `mark` says whether it was
+    taken or another live run holds the key. Results are not awaited (their marker already
+    makes them recoverable). Markers this run holds get their heartbeat refreshed."""
 
-    def __init__(self, cache: ResultCache) -> None:
+    def __init__(self, cache: ResultCache, owner: Owner, refresh: bool = False) -> None:
         self.cache = cache
+        self.owner = owner
+        self.refresh = refresh
         self.pending: dict[str, tuple[str, dict]] = {}
+        self.claims: set[str] = set()
         self.results: dict[str, CacheEntry] = {}
         self.cleared: set[str] = set()
+        self.held: dict[str, tuple[str, dict]] = {}  # markers this run wrote and still holds
+        self.refused: set[str] = set()
+        self.ended = anyio.Event()
         self.wake = anyio.Event()
         self.flushed = anyio.Event()
         self.closing = False
 
-    async def mark(self, key: str, prediction_id: str, meta: dict, *, durable: bool) -> None:
+    async def mark(self, key: str, prediction_id: str, meta: dict, *, durable: bool) -> bool:
+        """Write the marker; with `durable`, wait until it is on disk and return False when the
+        key was held by another live run (nothing written), True otherwise."""
         self.pending[key] = (prediction_id, meta)
+        self.held[key] = (prediction_id, meta)
+        if durable:
+            self.claims.add(key)
         self.cleared.discard(key)
         done = self.flushed
         self.wake.set()
         if durable:
             await done.wait()
+            if key in self.refused:
+                self.refused.discard(key)
+                self.held.pop(key, None)
+                return False
+        return True
 
     def put(self, key: str, entry: CacheEntry) -> None:
         self.results[key] = entry
+        self.held.pop(key, None)
         self.wake.set()
 
     def clear(self, key: str) -> None:
         self.pending.pop(key, None)
+        self.held.pop(key, None)
         self.cleared.add(key)
+        self.wake.set()
+
+    def heartbeat(self) -> None:
+        """Rewrite every held marker with a fresh ``marked_at`` (with the next flush)."""
+        for key, value in self.held.items():
+            self.pending.setdefault(key, value)
         self.wake.set()
 
     async def run(self) -> None:
@@ -194,20 +222,32 @@ class _CacheWriter:
             self.wake = anyio.Event()
             await self.flush()
 
+    async def beat(self) -> None:
+        """Refresh the heartbeat of held markers until the run ends (a task of the run)."""
+        while not self.closing:
+            with anyio.move_on_after(HEARTBEAT_S):
+                await self.ended.wait()
+            if not self.closing:
+                self.heartbeat()
+
     async def flush(self) -> None:
-        pending, results, cleared = self.pending, self.results, self.cleared
-        self.pending, self.results, self.cleared = {}, {}, set()
+        pending, results, cleared, claims = self.pending, self.results, self.cleared, self.claims
+        self.pending, self.results, self.cleared, self.claims = {}, {}, set(), set()
         done, self.flushed = self.flushed, anyio.Event()
         try:
             if pending or results or cleared:
-                await anyio.to_thread.run_sync(
-                    self.cache.write_batch, pending, results, cleared
+                self.refused |= await anyio.to_thread.run_sync(
+                    lambda: self.cache.write_batch(
+                        pending, results, cleared, owner=self.owner, claims=claims,
+                        results_block=not self.refresh,
+                    )
                 )
         finally:
             done.set()
 
     def close(self) -> None:
         self.closing = True
+        self.ended.set()
         self.wake.set()
 
     def _has_work(self) -> bool:
@@ -252,7 +292,8 @@ class _Engine:
         self.bar: Any = None
         self.budget_changed = anyio.Event()
         self.limiter_changed = anyio.Event()
-        self.writer = _CacheWriter(cache) if cache is not None else None
+        self.owner = Owner.current()
+        self.writer = _CacheWriter(cache, self.owner, refresh) if cache is not None else None
         self.reconciler = Reconciler(self._list_page, self.state.claimed)
         self.stop_report: StopReport | None = None
 
@@ -510,15 +551,34 @@ class _Engine:
                     return self._finish_row(frames.error_row("skipped_budget", reason), None)
             record = None
             try:
-                record = await self._reattach(pending, target) if pending else None
-                if record is None:
+                payload: dict | None = None
+                while True:
+                    held = pending is not None and is_held_elsewhere(pending, self.owner)
+                    if held and key is not None:
+                        # Another live process is running this very row: wait for its result.
+                        shared, pending = await self._await_other_run(key)
+                        if shared is not None:
+                            self._settle(reservation, None)
+                            return shared
+                        continue
+                    record = await self._reattach(pending, target) if pending else None
+                    if record is not None or key is None:
+                        break
                     payload = await self.prepare_input(job.input)
-                    if key is not None:
-                        # Written before sending: a run killed while the create is held still
-                        # lets the next run find the prediction instead of paying twice.
-                        await self._mark_pending(
-                            key, "", job, target, sent_after=_utcnow(), sent_input=payload
-                        )
+                    # Written before sending: a run killed while the create is held still lets
+                    # the next run find the prediction instead of paying twice. It is a lease:
+                    # refused when another live run took the key meanwhile.
+                    if await self._mark_pending(
+                        key, "", job, target, sent_after=_utcnow(), sent_input=payload
+                    ):
+                        break
+                    shared, pending = await self._await_other_run(key)
+                    if shared is not None:
+                        self._settle(reservation, None)
+                        return shared
+                if record is None:
+                    if payload is None:
+                        payload = await self.prepare_input(job.input)
                     record, sent, sent_wall = await self.create(
                         job.position, target, payload, key, cancel_after=hold.deadline_s
                     )
@@ -676,13 +736,32 @@ class _Engine:
         *,
         sent_after: datetime | None = None,
         sent_input: dict | None = None,
-    ) -> None:
+    ) -> bool:
+        """Write the row's marker. The one written before the create (`sent_after` given) is a
+        lease claim: False when another live run holds the key (nothing was written)."""
+        assert self.writer is not None
         meta: dict[str, Any] = {"model": job.model, "version": target.identity}
         if sent_after is not None:
             meta["sent_at"] = sent_after.isoformat()
             meta["sent_input"] = sent_input
         # Only the marker written before the create must be on disk before we go on.
-        await self.writer.mark(key, prediction_id, meta, durable=sent_after is not None)
+        return await self.writer.mark(key, prediction_id, meta, durable=sent_after is not None)
+
+    async def _await_other_run(self, key: str) -> tuple[dict | None, dict | None]:
+        """Wait while another live run holds `key`'s marker. Returns ``(row, None)`` when its
+        result arrived in the cache, ``(None, marker)`` when its owner died (re-attach to it),
+        ``(None, None)`` when the marker went away without a result (the row is free)."""
+        assert self.cache is not None
+        while True:
+            await anyio.sleep(LEASE_POLL_S)
+            entry = await anyio.to_thread.run_sync(self.cache.get, key)
+            if entry is not None:
+                return _cached_row(entry), None
+            marker = await anyio.to_thread.run_sync(self.cache.pending, key)
+            if marker is None:
+                return None, None
+            if not is_held_elsewhere(marker, self.owner):
+                return None, marker
 
     def _store(self, key: str, job: frames.Job, target: Target, record: dict, row: dict) -> None:
         """Keep a succeeded result; for anything else only forget the pending marker, so the
@@ -870,6 +949,7 @@ async def _execute(engine: _Engine, plan: frames.Plan) -> list[dict]:
         async with anyio.create_task_group() as outer:
             if writer is not None:
                 outer.start_soon(writer.run)
+                outer.start_soon(writer.beat)
             async with anyio.create_task_group() as tg:
                 for i in groups.leaders:
                     job = jobs[i]
