@@ -460,10 +460,11 @@ class _SimApp:
             return [self._publish(p, item) for item in output]
         return output
 
-    def _finish(self, p: Prediction, status: str, error: str | None = None) -> None:
+    def _finish(self, p: Prediction, status: str, error: str | None = None,
+                at: float | None = None) -> None:
         if p.terminal:
             return
-        now = self.clock.now()
+        now = self.clock.now() if at is None else at
         p.status, p.error, p.completed = status, error, now
         metrics: dict[str, Any] = {"total_time": round(now - p.created, 6)}
         if p.started is not None:
@@ -490,10 +491,10 @@ class _SimApp:
             self.blobs.pop(key, None)
         p.file_keys.clear()
 
-    def _cancel(self, p: Prediction, status: str = "canceled") -> bool:
+    def _cancel(self, p: Prediction, status: str = "canceled", at: float | None = None) -> bool:
         if p.terminal:
             return False
-        self._finish(p, status)
+        self._finish(p, status, at=at)
         if p.task is not None:
             p.task.cancel()
         if status == "aborted":
@@ -506,7 +507,10 @@ class _SimApp:
         # Spec (prediction status): "`canceled` means the prediction was canceled (either by the
         # user or because it reached its deadline while running). `aborted` means the prediction
         # was terminated before it started running". Aborted: no started_at, no predict_time.
-        self._cancel(p, "aborted" if p.started is None else "canceled")
+        # Stamped at the deadline itself, not when this callback ran: a busy loop must not bill
+        # (or report) more predict time than the deadline allows.
+        at = min(self.clock.now(), p.deadline) if p.deadline is not None else None
+        self._cancel(p, "aborted" if p.started is None else "canceled", at=at)
 
     async def get_prediction(self, request: web.Request) -> web.StreamResponse:
         p = self.predictions.get(request.match_info["prediction_id"])
