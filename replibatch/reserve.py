@@ -7,9 +7,11 @@ the mean of the ones before. So under ``max_cost`` each prediction is reserved a
 - priced per second: the prediction gets a ``Cancel-After`` deadline (Replicate stops it that
   long after creation, so ``predict_time`` cannot exceed it), and the worst case is deadline ×
   price per second. The deadline is the user's ``timeout`` when given, else `DEADLINE_FACTOR` ×
-  the longest ``predict_time`` of this model seen in the run (or of the price table's
-  ``typical_predict_s``), never under `CANCEL_AFTER_MINIMUM_S` (the spec's minimum). Before any
-  figure exists, one probe row runs with a deadline that fits the budget left.
+  the longest ``predict_time`` of this model seen in the run (or the price table's
+  ``typical_predict_s``) — scaled up for a row that asks for more work than the rows seen
+  (`work_size`: ``max_tokens``, ``num_outputs``, steps... multiplied), so an ascending sweep's
+  later rows are not cut off — never under `CANCEL_AFTER_MINIMUM_S` (the spec's minimum).
+  Before any figure exists, one probe row runs with a deadline that fits the budget left.
 - priced per output: ``num_outputs`` (default 1) × the price.
 - priced per token: ``max_tokens`` (or ``max_new_tokens``) × the output price + the prompt's
   UTF-8 bytes (at least its token count) × the input price. Without such a bound in the input
@@ -26,11 +28,45 @@ from typing import Any
 
 from .cost import PriceTable, expected_cost
 
-__all__ = ["CANCEL_AFTER_MINIMUM_S", "DEADLINE_FACTOR", "Hold", "plan_hold"]
+__all__ = ["CANCEL_AFTER_MINIMUM_S", "DEADLINE_FACTOR", "Hold", "Seen", "plan_hold", "work_size"]
 
 CANCEL_AFTER_MINIMUM_S = 5.0  # parameters_cancel_after_header: "The minimum allowed duration is 5 seconds."
 DEADLINE_FACTOR = 4.0
 _TOKEN_BOUNDS = ("max_tokens", "max_new_tokens")
+# Inputs that say how much work a prediction does (time grows with them).
+_WORK_INPUTS = (
+    "max_tokens", "max_new_tokens", "max_length", "num_outputs", "num_inference_steps", "steps",
+    "num_frames", "duration", "seconds",
+)
+
+
+def work_size(input: Mapping[str, Any]) -> float:
+    """The product of the work-sized inputs a row gives (1 when none): a relative size."""
+    size = 1.0
+    for name in _WORK_INPUTS:
+        value = input.get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+            size *= float(value)
+    return size
+
+
+@dataclass
+class Seen:
+    """What finished rows of one model taught: the longest ``predict_time``, and the
+    ``predict_time`` per unit of `work_size` of the biggest row seen."""
+
+    longest_s: float = 0.0
+    biggest_size: float = 0.0
+    per_unit_s: float = 0.0
+
+    def add(self, predict_s: float, size: float) -> None:
+        self.longest_s = max(self.longest_s, predict_s)
+        if size >= self.biggest_size:
+            self.biggest_size, self.per_unit_s = size, predict_s / size
+
+    def expect(self, size: float) -> float:
+        """The predict time a row of `size` may take: the longest seen, or more if bigger."""
+        return max(self.longest_s, self.per_unit_s * size)
 
 
 @dataclass(frozen=True)
@@ -49,7 +85,7 @@ def plan_hold(
     input: Mapping[str, Any],
     *,
     timeout: float | None,
-    longest_predict_s: float | None,
+    seen: Seen | None,
     budget_left: float | None,
     minimum_s: float = CANCEL_AFTER_MINIMUM_S,
 ) -> Hold:
@@ -62,8 +98,8 @@ def plan_hold(
         per_s = float(price.usd_per_second)
         if timeout is not None:
             deadline: float | None = timeout
-        elif longest_predict_s is not None:
-            deadline = DEADLINE_FACTOR * longest_predict_s
+        elif seen is not None:
+            deadline = DEADLINE_FACTOR * seen.expect(work_size(input))
         elif price.typical_predict_s is not None:
             deadline = DEADLINE_FACTOR * float(price.typical_predict_s)
         elif budget_left is not None and per_s > 0:

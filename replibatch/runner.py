@@ -65,7 +65,7 @@ from .markers import HEARTBEAT_S, Owner, is_held_elsewhere
 from .outcome import apply_final_status
 from .reconcile import Attempt, Reconciler, parse_time
 from .refs import ModelRef, parse_model_ref
-from .reserve import Hold, plan_hold
+from .reserve import Hold, Seen, plan_hold, work_size
 from .summary import format_summary, summarize
 
 __all__ = ["DEFAULT_CONCURRENCY", "arun", "run"]
@@ -97,6 +97,8 @@ class _RunState:
     in_flight: dict[str, str | None] = field(default_factory=dict)
     attempts: dict[int, Attempt] = field(default_factory=dict)  # job position -> unanswered create
     attempt_keys: dict[int, str | None] = field(default_factory=dict)
+    # Keys whose marker was written but whose create has not been sent (waiting for its place).
+    unsent: set[str] = field(default_factory=set)
     claimed: set[str] = field(default_factory=set)
     succeeded: int = 0
     failed: int = 0
@@ -280,7 +282,7 @@ class _Engine:
         self.budget = budget
         self.prices = prices
         self.downloads = downloads or DownloadLimits()
-        self.longest_predict: dict[str, float] = {}  # model -> longest predict_time seen
+        self.seen: dict[str, Seen] = {}  # model -> predict times of its finished rows
         self.progress_wanted = progress
         self.clock = clock
         self.creates = AdaptiveRateLimiter(rate_limit, clock=clock)
@@ -425,6 +427,8 @@ class _Engine:
             attempt = Attempt(target.kind, target.ident, payload, _utcnow())
             self.state.attempts[position] = attempt
             self.state.attempt_keys[position] = key
+            if key is not None:
+                self.state.unsent.discard(key)
             sent, sent_wall = self.clock(), time.time()
             try:
                 reply = await self.edge.create_prediction(
@@ -571,6 +575,7 @@ class _Engine:
                     if await self._mark_pending(
                         key, "", job, target, sent_after=_utcnow(), sent_input=payload
                     ):
+                        self.state.unsent.add(key)
                         break
                     shared, pending = await self._await_other_run(key)
                     if shared is not None:
@@ -605,7 +610,7 @@ class _Engine:
                 row = frames.prediction_row(record, latency_s=self.clock() - sent)
                 row["cost_usd"], row["cost_basis"] = self._cost(job, target, record)
                 apply_final_status(row, record, timed_out=timed_out, timeout=limit)
-                self._learn_predict_time(job.model, record)
+                self._learn_predict_time(job, record)
                 if row["status"] == "succeeded" and not _is_streamed_text(record, row):
                     try:
                         row["output"] = await self.localize(row["output"])
@@ -686,7 +691,7 @@ class _Engine:
             job.model,
             job.input,
             timeout=self.timeout,
-            longest_predict_s=self.longest_predict.get(job.model),
+            seen=self.seen.get(job.model),
             budget_left=self.budget.left,
             minimum_s=reserve.CANCEL_AFTER_MINIMUM_S,  # read here: a test may lower it
         )
@@ -703,11 +708,11 @@ class _Engine:
                 return None, hold
             await self.budget_changed.wait()
 
-    def _learn_predict_time(self, model: str, record: dict) -> None:
+    def _learn_predict_time(self, job: frames.Job, record: dict) -> None:
         metrics = record.get("metrics") or {}
         seconds = metrics.get("predict_time") if isinstance(metrics, dict) else None
         if isinstance(seconds, (int, float)) and seconds >= 0:
-            self.longest_predict[model] = max(self.longest_predict.get(model, 0.0), float(seconds))
+            self.seen.setdefault(job.model, Seen()).add(float(seconds), work_size(job.input))
 
     def _settle(self, reservation: Any, cost: float | None) -> None:
         """Close a reservation (None cost: nothing was created) and wake rows waiting on budget."""
@@ -805,7 +810,8 @@ class _Engine:
             deadline=_CLEANUP_SECONDS,
         )
         if self.writer is not None:
-            for key in report.cleared:
+            # Confirmed cancels, and rows whose create was never sent: nothing to re-attach to.
+            for key in [*report.cleared, *self.state.unsent]:
                 self.writer.clear(key)
         self.stop_report = report
         return report
