@@ -9,6 +9,7 @@ output and prediction id, ``cost_usd`` 0 (the prediction is paid once, on the fi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,7 +49,7 @@ def shared_row(row: dict[str, Any], leader: int, label: Any = None) -> dict[str,
     """The row a follower of `leader` gets: the leader's result, cost counted on the leader."""
     out = dict(row)
     cost = row.get("cost_usd")
-    if isinstance(cost, (int, float)) and cost == cost:  # not NaN
+    if isinstance(cost, (int, float)) and not math.isnan(cost):
         where = f"row {label!r}" if label is not None else f"row #{leader}"
         out["cost_usd"] = 0.0
         out["cost_basis"] = f"shared the prediction of identical {where} (paid once there)"

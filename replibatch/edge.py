@@ -27,6 +27,7 @@ import certifi
 import httpx
 import replicate
 
+from .download import Downloaded, DownloadLimits, check_output_url, stream_to_file
 from .errors import (
     AuthenticationError,
     ConfigurationError,
@@ -37,7 +38,6 @@ from .errors import (
     ReplicateAPIError,
     TransientError,
 )
-from .download import DownloadLimits, Downloaded, check_output_url, stream_to_file
 from .limiter import retry_after_seconds
 
 __all__ = ["ApiReply", "Edge", "resolve_token"]
@@ -63,7 +63,7 @@ def resolve_token(api_token: str | None, client: replicate.Client | None) -> str
     if api_token:
         return api_token
     if client is not None and getattr(client, "_api_token", None):
-        return client._api_token  # noqa: SLF001 - the SDK has no public accessor
+        return client._api_token
     return os.environ.get("REPLICATE_API_TOKEN") or None
 
 
@@ -131,7 +131,7 @@ class Edge:
         )
         # The SDK's transport retries GETs on 429/503/504 by itself, up to 10 times over ~50 s,
         # unpaced by our limiters; the runner retries instead, so let each request go once.
-        sdk_transport = getattr(self._sdk._async_client, "_transport", None)  # noqa: SLF001
+        sdk_transport = getattr(self._sdk._async_client, "_transport", None)
         if hasattr(sdk_transport, "max_attempts"):
             sdk_transport.max_attempts = 1
         self._downloads: httpx.AsyncClient | None = None
@@ -153,7 +153,7 @@ class Edge:
             )
 
     async def aclose(self) -> None:
-        http = self._sdk._async_client  # noqa: SLF001
+        http = self._sdk._async_client
         await http.aclose()
         if self._downloads is not None:
             await self._downloads.aclose()
@@ -175,7 +175,7 @@ class Edge:
         may have been sent raise OutcomeUnknownError instead of TransientError.
         """
         self.require_token()
-        http = self._sdk._async_client  # noqa: SLF001 - the SDK's configured httpx client
+        http = self._sdk._async_client
         extra: dict[str, Any] = {}
         if timeout is not None:
             extra["timeout"] = httpx.Timeout(timeout, connect=10.0, pool=None)
@@ -294,7 +294,7 @@ class Edge:
 
     @property
     def api_base_url(self) -> str:
-        return str(self._sdk._async_client.base_url)  # noqa: SLF001
+        return str(self._sdk._async_client.base_url)
 
     def _download_client(self) -> httpx.AsyncClient:
         if self._downloads is None:

@@ -29,7 +29,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["HEARTBEAT_S", "STALE_S", "Owner", "PendingMarker", "encode", "is_held_elsewhere"]
+__all__ = [
+    "HEARTBEAT_S",
+    "STALE_S",
+    "Owner",
+    "PendingMarker",
+    "encode",
+    "is_held_elsewhere",
+    "run_ended",
+    "run_started",
+]
 
 HEARTBEAT_S = 5.0
 STALE_S = 30.0
@@ -137,5 +146,20 @@ def is_held_elsewhere(
     if now - marker.marked_at > STALE_S:
         return False
     if owner.host == (host or me.host):
-        return owner.pid == me.pid or _pid_alive(owner.pid)
+        if owner.pid == me.pid:  # this process: live while that run is still going
+            return owner.run in _LIVE_RUNS
+        return _pid_alive(owner.pid)
     return True
+
+
+_LIVE_RUNS: set[str] = set()
+
+
+def run_started(owner: Owner) -> None:
+    """Register a run of this process as live (its markers are leases to other runs)."""
+    _LIVE_RUNS.add(owner.run)
+
+
+def run_ended(owner: Owner) -> None:
+    """The run is over: markers it left are re-attached by the next run, not waited on."""
+    _LIVE_RUNS.discard(owner.run)

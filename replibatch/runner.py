@@ -61,7 +61,7 @@ from .inputs import SMALL_FILE_BYTES, FileInput, content_hash, data_uri, map_fil
 from .interrupt import StopReport, stop_everything
 from .keys import cache_key
 from .limiter import DEFAULT_READ_RATE, AdaptiveRateLimiter, TokenBucket, poll_interval
-from .markers import HEARTBEAT_S, Owner, is_held_elsewhere
+from .markers import HEARTBEAT_S, Owner, is_held_elsewhere, run_ended, run_started
 from .outcome import apply_final_status
 from .reconcile import Attempt, Reconciler, parse_time
 from .refs import ModelRef, parse_model_ref
@@ -874,6 +874,7 @@ async def arun(
         progress=progress,
         downloads=downloads,
     )
+    run_started(engine.owner)
     try:
         rows = await _execute(engine, plan)
     except BaseException as exc:
@@ -884,6 +885,7 @@ async def arun(
             raise
         raise real from None
     finally:
+        run_ended(engine.owner)
         with anyio.CancelScope(shield=True):
             await edge.aclose()
     with gc_paused(len(rows)):
@@ -979,7 +981,7 @@ async def _execute(engine: _Engine, plan: frames.Plan) -> list[dict]:
     return [row for row in rows]  # type: ignore[misc]
 
 
-async def _run_into(engine, rows, i, job, target, key, pending, bar) -> None:  # noqa: ANN001
+async def _run_into(engine, rows, i, job, target, key, pending, bar) -> None:
     row = await engine.run_job(job, target, key, pending)
     rows[i] = row
     if bar is not None:
@@ -1036,7 +1038,7 @@ def run(df: pd.DataFrame, model: str | None = None, inputs: Any = None, **option
     def worker() -> None:
         try:
             anyio.run(main, backend="asyncio")
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+        except BaseException as exc:
             box["error"] = exc
         finally:
             ready.set()

@@ -50,8 +50,9 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 # -- 1. one reconcile sweep, matched by what was sent --------------------------------------------
 def test_lost_create_replies_at_scale_are_adopted_never_resent(cache_dir):
-    with serve(time_scale=0.01, seed=3, drop_after_create_rate=0.3, fault_scope="create") as sim:
-        res = go(prompts(120, max_tokens=4), sim, model=TEXT, concurrency=60)
+    with serve(time_scale=0.01, seed=3, drop_after_create_rate=0.3, fault_scope="create",
+               create_rate=None) as sim:
+        res = go(prompts(120, max_tokens=4), sim, model=TEXT, concurrency=60, rate_limit=6000)
         assert (res["status"] == "succeeded").all(), res["error"].dropna().unique()
         lost = sim.stats.faults.get("drop_after_create", 0)
         assert lost >= 10

@@ -15,10 +15,20 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from replibatch.filestore import decode_data_uri
-from replibatch.sim.cog import FileInput, InvalidField, OutputFile, call_kwargs, materialize
+from replibatch.sim.cog import (
+    FileInput,
+    InvalidField,
+    OutputFile,
+    call_kwargs,
+    materialize,
+)
 from replibatch.sim.delivery import Blob, publish_size, serve_blob
 from replibatch.sim.faults import FaultDice, SimOptions
-from replibatch.sim.habits import CancelAfterError, internal_model_name, parse_cancel_after
+from replibatch.sim.habits import (
+    CancelAfterError,
+    internal_model_name,
+    parse_cancel_after,
+)
 from replibatch.sim.listing import page_of
 from replibatch.sim.models import HARDWARE, ModelRegistry, SimDeployment, SimModel
 from replibatch.sim.ratelimit import Limits, account_options
@@ -663,7 +673,7 @@ class _SimApp:
         record = FileRecord(
             id=new_file_id(), name=name, content_type=content_type, data=data, metadata=metadata,
             created=self.clock.now(), sha256=hashlib.sha256(data).hexdigest(),
-            md5=hashlib.md5(data).hexdigest(),  # noqa: S324 - an etag, as the real API sends
+            md5=hashlib.md5(data).hexdigest(),
         )
         self.files[record.id] = record
         return _json(record.to_json(self.base_url, self.clock), 201)
