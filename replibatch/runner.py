@@ -17,6 +17,7 @@ search runs on interrupt, so a create whose reply had not arrived yet is still c
 
 from __future__ import annotations
 
+import atexit
 import math
 import sys
 import threading
@@ -74,9 +75,11 @@ DEFAULT_CONCURRENCY = 128
 MAX_WAIT = 60  # Prefer: wait=N accepts 1..60
 _TERMINAL = {"succeeded", "failed", "canceled", "aborted"}
 _THROTTLE_RETRIES = 60  # a 429 creates nothing, so it may be retried far more than a failure
-# Cleanup on interrupt (cancels and the sweep for unanswered creates) ends within this, so the
-# user gets control back in seconds whatever the number in flight.
-_CLEANUP_SECONDS = 4.0
+# Cleanup on interrupt (one sweep for unanswered creates, then every cancel at once) is bounded
+# by this. `run` hands control back after `_RETURN_AFTER_INTERRUPT` seconds whatever the number
+# in flight; cancels still going continue in its worker thread (a script's exit waits for them).
+_CLEANUP_SECONDS = 30.0
+_RETURN_AFTER_INTERRUPT = 4.0
 LEASE_POLL_S = 0.5  # how often a row waiting on another run's lease looks at the cache
 _UNSTORED = (*frames.TIMELINE_COLUMNS, "cached")
 
@@ -1015,12 +1018,38 @@ def _tick(engine: _Engine, bar: Any, row: dict) -> None:
     bar.update(1)
 
 
+_cleanups: list[threading.Event] = []
+
+
+def _finish_cleanup_at_exit(done: threading.Event) -> None:
+    """A run interrupted while its cancels were still going: the user has control back, and the
+    interpreter's exit waits (bounded) for those cancels, so a script's Ctrl-C still stops the
+    billing instead of killing the worker thread mid-way."""
+    if not _cleanups:
+        atexit.register(lambda: [event.wait(_CLEANUP_SECONDS + 5) for event in _cleanups])
+    _cleanups.append(done)
+
+
 def run(df: pd.DataFrame, model: str | None = None, inputs: Any = None, **options: Any) -> pd.DataFrame:
     """Run every row of ``df`` as a Replicate prediction and return ``df`` plus result columns.
 
     Works in scripts and inside a running event loop (Jupyter): the run gets its own loop in a
     worker thread. Ctrl-C (or the notebook's stop button) cancels the predictions in flight on
-    Replicate, keeps what finished in the cache, and re-raises KeyboardInterrupt.
+    Replicate (those whose create was unanswered too, found by one sweep), keeps what finished
+    in the cache, and re-raises KeyboardInterrupt within about 4 s whatever the number in
+    flight; cancels still going continue in the background (and a script's exit waits for
+    them). A confirmed cancel drops the row's marker, so the next run creates it afresh.
+
+    Options beyond ``arun``'s common ones: ``max_file_bytes`` (default 4 GiB) caps each output
+    file, ``download_timeout`` (default 1800 s) bounds each file's whole download; a file over
+    either fails its row ``error`` and keeps the marker, so a re-run (with larger limits)
+    re-attaches and downloads without paying again. With ``max_cost``, every prediction is
+    reserved at its worst case and gets a ``Cancel-After`` deadline (see README "Cost").
+
+    Money guarantees (README "How it talks to Replicate"): a row's prediction is never created
+    twice; a create whose reply was lost is reconciled by one sweep of the account's
+    predictions; when that cannot be completed the row ends ``error`` ("create outcome
+    unknown; the intent marker is kept, the next run re-attaches") instead of being re-sent.
 
     Raises ConfigurationError (a ValueError) for an invalid call, before anything is sent.
     """
@@ -1057,7 +1086,8 @@ def run(df: pd.DataFrame, model: str | None = None, inputs: Any = None, **option
                 anyio.from_thread.run_sync(box["scope"].cancel, token=box["token"])
             except RuntimeError:
                 pass  # the loop finished meanwhile
-        done.wait(_CLEANUP_SECONDS + 10)
+        if not done.wait(_RETURN_AFTER_INTERRUPT):
+            _finish_cleanup_at_exit(done)
         raise
     if "error" in box:
         raise box["error"]
