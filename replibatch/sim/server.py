@@ -29,6 +29,7 @@ from replibatch.sim.state import (
     new_file_id,
     new_prediction_id,
 )
+from replibatch.sim.trainings import TrainingService
 
 __all__ = ["SimServer"]
 
@@ -111,6 +112,7 @@ class _SimApp:
         self.read_bucket: TokenBucket | None = None
         self._build_buckets()
         self.runner: web.AppRunner | None = None
+        self.trainings = TrainingService(self)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def application(self) -> web.Application:
@@ -136,6 +138,7 @@ class _SimApp:
         r.add_get("/v1/account", self.get_account)
         r.add_get("/v1/streams/{prediction_id}", self.stream_prediction)
         r.add_get("/delivery/{prediction_id}/{filename}", self.delivery)
+        self.trainings.add_routes(r)
         return app
 
     async def start(self, host: str, port: int) -> str:
@@ -155,6 +158,7 @@ class _SimApp:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.trainings.stop()
         if self.runner is not None:
             await self.runner.cleanup()
 
@@ -596,6 +600,9 @@ class _SimApp:
 
     async def get_model(self, request: web.Request) -> web.StreamResponse:
         model = self._model(request)
+        created = self.trainings.model_json(f"{request.match_info['owner']}/{request.match_info['name']}")
+        if created is not None:  # made by POST /v1/models, no version yet
+            return _json(created)
         if model is None:
             return problem(404, "Not found", f"Model not found: {request.match_info['owner']}/"
                            f"{request.match_info['name']}")
@@ -605,12 +612,15 @@ class _SimApp:
         model = self._model(request)
         if model is None:
             return problem(404, "Not found", "Model not found")
-        results = [] if model.official else [self._version_json(model)]
+        # Newest first; a trained model has one version per training that pushed to it.
+        versions = [m for m in self.registry.by_version.values() if m.ref == model.ref]
+        results = [] if model.official else [self._version_json(m) for m in reversed(versions)]
         return _json({"next": None, "previous": None, "results": results})
 
     async def get_version(self, request: web.Request) -> web.StreamResponse:
-        model = self._model(request)
-        if model is None or model.official or request.match_info["version_id"] != model.version_id:
+        model = self.registry.by_version.get(request.match_info["version_id"])
+        ref = f"{request.match_info['owner']}/{request.match_info['name']}"
+        if model is None or model.official or model.ref != ref:
             return problem(404, "Not found", "Version not found")
         return _json(self._version_json(model))
 
@@ -766,6 +776,11 @@ class SimServer:
     def models(self) -> dict[str, SimModel]:
         """Hosted models by ``owner/name`` (``hardware``, ``pricing``, ``version_id`` ...)."""
         return dict(self.registry.models)
+
+    @property
+    def trainings(self) -> TrainingService:
+        """Trainings, created models and their counters (``trainings.stats``)."""
+        return self._app.trainings
 
     @property
     def deployments(self) -> dict[str, SimDeployment]:
