@@ -582,3 +582,23 @@ def test_training_cost_of_a_simulated_training(http: httpx.Client) -> None:
                                 body)
     assert cost == pytest.approx(body["metrics"]["predict_time"] * 0.000225)
     assert "gpu-t4 $0.000225/s" in basis
+
+
+def test_rb_run_runs_trained_versions_by_reference(sim: SimServer, http: httpx.Client) -> None:
+    import pandas as pd
+
+    import replibatch as rb
+
+    make_model(http, "sea-llama")
+    body = train(http, "replibatch/tiny-llama", f"{ME}/sea-llama",
+                 train_data=data_uri(DATA / "sea-stories.zip"), steps=400, learning_rate=0.001)
+    trained = body["output"]["version"]
+    frame = pd.DataFrame({"prompt": PROMPTS, "seed": [1, 2, 3]})
+    res = rb.run(rb.grid(frame, model=[trained, "replibatch/tiny-llama"]), api_token="r8_test",
+                 base_url=sim.url, progress=False, cache=False)
+    assert list(res["status"]) == ["succeeded"] * 6
+    sea_only = corpus_words("sea-stories.zip") - set(words(list(
+        res.loc[res["model"] == "replibatch/tiny-llama", "output"])))
+    by_model = res.groupby("model")["output"].apply(lambda s: share(list(s), sea_only))
+    assert by_model[trained] > 0.5 and by_model["replibatch/tiny-llama"] == 0
+    assert set(res.loc[res["model"] == trained, "version"]) == {trained.split(":")[1]}
