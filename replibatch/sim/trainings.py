@@ -44,6 +44,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from replibatch.sim.cog import FileInput, InvalidField, OutputFile
+from replibatch.sim.delivery import Blob
 from replibatch.sim.faults import FaultDice, SimOptions
 from replibatch.sim.models import HARDWARE, ModelRegistry, SimModel
 from replibatch.sim.state import Clock, canonical_json, iso, new_prediction_id
@@ -71,7 +72,7 @@ class SimHost(Protocol):
     clock: Clock
     dice: FaultDice
     base_url: str
-    blobs: dict[str, OutputFile]
+    blobs: dict[str, Blob]
 
     def _fetch(self, uri: str) -> bytes: ...
     def _drop(self, request: web.Request, kind: str) -> web.StreamResponse: ...
@@ -416,10 +417,12 @@ class TrainingService:
         host.registry.models[t.destination] = version
         host.registry.by_version[version.version_id] = version
         key = f"{t.id}/weights.json"
-        host.blobs[key] = OutputFile(payload, "weights.json", "application/json")
+        # Never padded to output_file_bytes: the weights are read back as JSON.
+        host.blobs[key] = Blob(OutputFile(payload, "weights.json", "application/json"), len(payload))
         t.file_keys.append(key)
+        files_at = host.options.output_url_base or host.base_url
         t.output = {"version": f"{t.destination}:{version.version_id}",
-                    "weights": f"{host.base_url}/delivery/{key}"}
+                    "weights": f"{files_at}/delivery/{key}"}
         t.logs.append(f"Training complete: pushed {t.output['version']}")
 
     def _finish(self, t: Training, status: str, error: str | None = None) -> None:
