@@ -348,6 +348,14 @@ def test_a_dropped_create_reply_still_leaves_the_training_listed(
     listed = http.get("/v1/trainings").json()["results"]
     assert len(listed) == 1 and sim.trainings.stats.creates == 1
     assert sim.stats.faults == {"drop_after_create": 1}
+    sim.configure(error_after_create_rate=1.0, error_after_create_statuses=(502,))
+    reply = start(http, "replibatch/tiny-llama", f"{ME}/sea-llama",
+                  train_data=data_uri(DATA / "sea-stories.zip"))
+    assert reply.status_code == 502 and "text/html" in reply.headers["content-type"]
+    assert len(http.get("/v1/trainings").json()["results"]) == 2
+    # Both creates carried the same request: the second is counted as a duplicate.
+    assert sim.trainings.stats.duplicate_creates == 1
+    assert sim.trainings.stats.faults == {"drop_after_create": 1, "error_after_create_502": 1}
 
 
 def test_inputs_logs_output_and_weights_expire_but_the_version_stays(

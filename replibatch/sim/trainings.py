@@ -27,6 +27,13 @@ On success the training's ``output`` is ``{"version": "dest/name:id", "weights":
 official client parses the destination out of ``output.version``) and the destination gains that
 version, runnable by predictions. Like predictions created through the API, input, output, logs
 and the weights file are deleted ``retention`` seconds after completion; the version stays.
+
+Simulator options apply as to predictions: ``queue_delay`` (time ``starting``), ``predict_time``
+(fixed training seconds instead of the trainer's ``setup + steps × seconds_per_step``),
+``time_scale``, ``failure_rate`` (the training fails halfway with ``failure_message``),
+``drop_after_create_rate`` / ``error_after_create_rate`` (the training exists, the reply is lost).
+The faults decided before the handler (drop, slow, 5xx) see trainings.create as a read, since it
+is one for rate limiting.
 """
 
 from __future__ import annotations
@@ -37,8 +44,6 @@ import binascii
 import hashlib
 import json
 import re
-import threading
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -49,19 +54,18 @@ from replibatch.sim.faults import FaultDice, SimOptions
 from replibatch.sim.models import HARDWARE, ModelRegistry, SimModel
 from replibatch.sim.state import Clock, canonical_json, iso, new_prediction_id
 from replibatch.sim.trainers import (
-    Trainer,
     train_kwargs,
     trainer_for,
     training_schema,
     training_validator,
 )
+from replibatch.sim.training_state import CreatedModel, Training, TrainingStats
 
-__all__ = ["ACCOUNT", "Training", "TrainingService", "TrainingStats"]
+__all__ = ["ACCOUNT", "TrainingService"]
 
 ACCOUNT = "replibatch-sim"  # the username GET /v1/account answers
 _MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")  # as replibatch.refs (lowercase)
 _PROGRESS_LINES = 10
-_TERMINAL = frozenset({"succeeded", "failed", "canceled"})
 
 
 class SimHost(Protocol):
@@ -88,128 +92,6 @@ def _problem(status: int, title: str, detail: str) -> web.Response:
     body = {"type": f"urn:replibatch:sim:{title.lower().replace(' ', '-')}", "title": title,
             "status": status, "detail": detail}
     return web.Response(status=status, text=json.dumps(body), content_type="application/problem+json")
-
-
-@dataclass(eq=False)
-class Training:
-    """One training and its lifecycle state."""
-
-    id: str
-    seq: int
-    model: SimModel  # the trainer version's model
-    trainer: Trainer
-    destination: str
-    input: dict[str, Any]
-    created: float
-    invalid: list[InvalidField] = field(default_factory=list)
-    status: str = "starting"
-    logs: list[str] = field(default_factory=list)
-    error: str | None = None
-    output: dict[str, Any] | None = None
-    started: float | None = None
-    completed: float | None = None
-    metrics: dict[str, Any] = field(default_factory=dict)
-    data_removed: bool = False
-    file_keys: list[str] = field(default_factory=list)
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-    task: asyncio.Task[None] | None = None
-
-    @property
-    def terminal(self) -> bool:
-        return self.status in _TERMINAL
-
-    def to_json(self, base_url: str, clock: Clock, *, created_reply: bool = False) -> dict[str, Any]:
-        """The API representation; ``created_reply`` gives the shape of the create answer."""
-        if created_reply:  # cassettes/trainings-create.yaml: these keys only, prediction URLs
-            api = f"{base_url}/v1/predictions/{self.id}"
-            return {"id": self.id, "model": self.model.ref, "version": self.model.version_id,
-                    "input": self.input, "logs": "", "error": self.error, "status": self.status,
-                    "created_at": iso(clock.wall(self.created)),
-                    "urls": {"cancel": f"{api}/cancel", "get": api}}
-        api = f"{base_url}/v1/trainings/{self.id}"
-        return {  # cassettes/trainings-get.yaml: every key, null until known
-            "completed_at": iso(clock.wall(self.completed)) if self.completed is not None else None,
-            "created_at": iso(clock.wall(self.created)),
-            "data_removed": self.data_removed,
-            "error": self.error,
-            "id": self.id,
-            "input": self.input,
-            "logs": "".join(line + "\n" for line in self.logs) or None,
-            "metrics": dict(self.metrics),
-            "output": dict(self.output) if self.output is not None else None,
-            "started_at": iso(clock.wall(self.started)) if self.started is not None else None,
-            "status": self.status,
-            "source": "api",
-            "urls": {"get": api, "cancel": f"{api}/cancel"},
-            "model": self.model.ref,
-            "version": self.model.version_id,
-            "webhook_completed": None,
-        }
-
-
-@dataclass(frozen=True)
-class CreatedModel:
-    """A model made through ``POST /v1/models`` that has no version yet."""
-
-    owner: str
-    name: str
-    hardware: str
-    visibility: str
-    description: str | None
-
-
-class TrainingStats:
-    """Counters of trainings, safe to read from any thread (like :class:`~replibatch.sim.Stats`).
-
-    ``creates_by_input`` is keyed by the canonical JSON of trainer version, destination and input.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._creates: dict[str, int] = {}
-        self._cancels = 0
-        self._succeeded = 0
-
-    def count_create(self, key: str) -> None:
-        with self._lock:
-            self._creates[key] = self._creates.get(key, 0) + 1
-
-    def count_cancel(self) -> None:
-        with self._lock:
-            self._cancels += 1
-
-    def count_succeeded(self) -> None:
-        with self._lock:
-            self._succeeded += 1
-
-    @property
-    def creates(self) -> int:
-        """Trainings created (whatever became of them)."""
-        with self._lock:
-            return sum(self._creates.values())
-
-    @property
-    def creates_by_input(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self._creates)
-
-    @property
-    def duplicate_creates(self) -> int:
-        """Creates beyond the first for each distinct (trainer, destination, input)."""
-        with self._lock:
-            return sum(n - 1 for n in self._creates.values())
-
-    @property
-    def cancels(self) -> int:
-        """Trainings canceled while running."""
-        with self._lock:
-            return self._cancels
-
-    @property
-    def succeeded(self) -> int:
-        """Trainings that created a version."""
-        with self._lock:
-            return self._succeeded
 
 
 class TrainingService:
@@ -331,11 +213,24 @@ class TrainingService:
         self.stats.count_create(canonical_json(
             {"version": model.version_id, "destination": destination, "input": inputs}))
         training.task = asyncio.get_running_loop().create_task(self._run(training))
-        o = self.host.options
-        if self.host.dice.applies(o.fault_scope, True) and self.host.dice.roll(
-            o.drop_after_create_rate
-        ):
+        # The after-create faults hit trainings as they hit predictions: the training exists, the
+        # client learns nothing (a dropped connection, or a gateway 5xx).
+        o, dice = self.host.options, self.host.dice
+        faulty = dice.applies(o.fault_scope, True)
+        if faulty and dice.roll(o.drop_after_create_rate):
+            self.stats.count_fault("drop_after_create")
             return self.host._drop(request, "drop_after_create")
+        if faulty and dice.roll(o.error_after_create_rate):
+            from replibatch.sim.server import (  # (import cycle)
+                _GATEWAY_REASONS,
+                _gateway_error,
+            )
+
+            status = dice.choice(o.error_after_create_statuses)
+            self.stats.count_fault(f"error_after_create_{status}")
+            if status in _GATEWAY_REASONS:
+                return _gateway_error(status)
+            return _problem(status, "Internal server error", "Simulated server error; please retry.")
         return _json(training.to_json(self.host.base_url, self.host.clock, created_reply=True), 201)
 
     # -- lifecycle ------------------------------------------------------------------------------
