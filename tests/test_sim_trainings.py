@@ -171,6 +171,7 @@ def test_lifecycle_timestamps_metrics_progress_logs_and_the_pushed_version(
     sim: SimServer, http: httpx.Client
 ) -> None:
     make_model(http, "sea-llama")
+    sim.configure(predict_time=40.0)  # 0.4 s of processing: long enough to be seen by polling
     reply = start(http, "replibatch/tiny-llama", f"{ME}/sea-llama",
                   train_data=data_uri(DATA / "sea-stories.zip"), steps=300)
     seen = {reply.json()["status"]}
@@ -179,7 +180,7 @@ def test_lifecycle_timestamps_metrics_progress_logs_and_the_pushed_version(
         seen.add(body["status"])
         assert time.monotonic() < deadline
         time.sleep(0.005)
-    assert body["status"] == "succeeded" and {"starting", "processing"} <= seen | {"starting"}
+    assert body["status"] == "succeeded" and seen == {"starting", "processing"}
     assert body["created_at"] <= body["started_at"] <= body["completed_at"]
     metrics = body["metrics"]
     assert 0 < metrics["predict_time"] <= metrics["total_time"]
@@ -194,6 +195,7 @@ def test_lifecycle_timestamps_metrics_progress_logs_and_the_pushed_version(
     assert model["latest_version"]["id"] == version
     assert http.get(f"/v1/models/{ME}/sea-llama/versions/{version}").status_code == 200
     # A second training pushes a second version; both stay listed and runnable.
+    sim.configure(predict_time=None)
     second = train(http, "replibatch/tiny-llama", f"{ME}/sea-llama",
                    train_data=data_uri(DATA / "sea-stories.zip"), steps=50)
     newer = second["output"]["version"].split(":")[1]
@@ -356,6 +358,12 @@ def test_a_dropped_create_reply_still_leaves_the_training_listed(
     # Both creates carried the same request: the second is counted as a duplicate.
     assert sim.trainings.stats.duplicate_creates == 1
     assert sim.trainings.stats.faults == {"drop_after_create": 1, "error_after_create_502": 1}
+    snap = sim.trainings.stats.snapshot()
+    assert snap["creates"] == 2 and snap["duplicate_creates"] == 1
+    assert set(snap) == {"creates", "creates_by_input", "duplicate_creates", "cancels",
+                         "succeeded", "faults"}
+    sim.trainings.stats.reset()
+    assert sim.trainings.stats.snapshot()["creates"] == 0
 
 
 def test_inputs_logs_output_and_weights_expire_but_the_version_stays(

@@ -99,10 +99,27 @@ class TrainingStats:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._clear()
+
+    def _clear(self) -> None:
         self._creates: dict[str, int] = {}
         self._cancels = 0
         self._succeeded = 0
         self._faults: dict[str, int] = {}
+
+    def reset(self) -> None:
+        """Zero every counter."""
+        with self._lock:
+            self._clear()
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every counter at one instant, as plain data."""
+        with self._lock:
+            return {"creates": sum(self._creates.values()),
+                    "creates_by_input": dict(self._creates),
+                    "duplicate_creates": sum(n - 1 for n in self._creates.values()),
+                    "cancels": self._cancels, "succeeded": self._succeeded,
+                    "faults": dict(self._faults)}
 
     def count_create(self, key: str) -> None:
         with self._lock:
