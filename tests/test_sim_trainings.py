@@ -618,3 +618,35 @@ def test_rb_run_runs_trained_versions_by_reference(sim: SimServer, http: httpx.C
     by_model = res.groupby("model")["output"].apply(lambda s: share(list(s), sea_only))
     assert by_model[trained] > 0.5 and by_model["replibatch/tiny-llama"] == 0
     assert set(res.loc[res["model"] == trained, "version"]) == {trained.split(":")[1]}
+
+
+# -- progress from logs ---------------------------------------------------------------------------
+def test_training_progress_reads_the_last_report_in_the_logs() -> None:
+    from replibatch.training_progress import training_progress
+
+    assert training_progress(None) is None and training_progress("loading weights\n") is None
+    assert training_progress("train:  40%|####      | 80/200 [loss=1.6]\n") == 0.4
+    # tqdm's carriage-return updates, then a later plain "step" line.
+    logs = "flux_train:  10%|#   | 100/1000\rflux_train:  20%|##  | 200/1000\nstep 450/1000\n"
+    assert training_progress(logs) == 0.45
+    assert training_progress("Epoch 3/4 done\nsaving 100%|##########| 9/9") == 1.0
+    assert training_progress("dropout 10% of tokens") is None  # a percentage, not a bar
+    assert training_progress("step 12/10") == 1.0
+
+
+def test_training_progress_follows_a_simulated_training(sim: SimServer, http: httpx.Client) -> None:
+    from replibatch.training_progress import training_progress
+
+    make_model(http, "sea-llama")
+    sim.configure(predict_time=40.0)
+    reply = start(http, "replibatch/tiny-llama", f"{ME}/sea-llama",
+                  train_data=data_uri(DATA / "sea-stories.zip"))
+    seen: list[float] = []
+    deadline = time.monotonic() + 10
+    while (body := http.get(f"/v1/trainings/{reply.json()['id']}").json())["status"] not in TERMINAL:
+        assert time.monotonic() < deadline
+        if (fraction := training_progress(body["logs"])) is not None:
+            seen.append(fraction)
+        time.sleep(0.01)
+    assert training_progress(body["logs"]) == 1.0
+    assert seen == sorted(seen) and len(set(seen)) >= 3 and seen[0] < 0.5

@@ -591,7 +591,8 @@ class _SimApp:
 
     async def get_model(self, request: web.Request) -> web.StreamResponse:
         model = self._model(request)
-        created = self.trainings.model_json(f"{request.match_info['owner']}/{request.match_info['name']}")
+        ref = f"{request.match_info['owner']}/{request.match_info['name']}"
+        created = self.trainings.model_json(ref)
         if created is not None:  # made by POST /v1/models, no version yet
             return _json(created)
         if model is None:
