@@ -18,14 +18,19 @@ import jsonschema
 import pytest
 import replicate
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image, ImageStat
 
 from replibatch.cost import PriceTable
 from replibatch.sim import SimServer
 from replibatch.sim.trainers import (
+    Palette,
     TrainingDataError,
     learn_text_style,
     read_zip,
+    recolour,
+    restyle_tokens,
     strength,
 )
 from replibatch.training_cost import training_cost
@@ -650,3 +655,48 @@ def test_training_progress_follows_a_simulated_training(sim: SimServer, http: ht
         time.sleep(0.01)
     assert training_progress(body["logs"]) == 1.0
     assert seen == sorted(seen) and len(set(seen)) >= 3 and seen[0] < 0.5
+
+
+# -- applying learned weights (pure) ------------------------------------------------------------
+_TOKENS = st.lists(st.one_of(
+    st.sampled_from([".", ",", " 42"]),
+    st.from_regex(r"\A ?[A-Za-z]{1,8}\Z"),
+), max_size=40)
+
+
+@settings(max_examples=60, deadline=None)
+@given(tokens=_TOKENS, amount=st.floats(0, 1), seed=st.integers(0, 2**16))
+def test_restyle_keeps_the_text_shape_and_swaps_only_words(
+    tokens: list[str], amount: float, seed: int
+) -> None:
+    import random
+
+    style = learn_text_style(["Harbor tide waves. Sailors mend nets by the tide."],
+                             vocabulary_size=8, strength=amount)
+    out = restyle_tokens(tokens, style, rng=random.Random(seed))
+    assert len(out) == len(tokens)
+    vocabulary = {w for w, _ in style.words}
+    for before, after in zip(tokens, out, strict=True):
+        lead = before[: len(before) - len(before.lstrip())]
+        assert after.startswith(lead)
+        if not before.strip().isalpha():
+            assert after == before  # punctuation and numbers are never touched
+        elif after != before:
+            assert after.strip().lower() in vocabulary
+            assert after.strip()[0].isupper() == before.strip()[0].isupper()
+    if amount == 0:
+        assert out == tokens
+    if amount == 1:
+        assert all(t.strip().lower() in vocabulary for t in out if t.strip().isalpha())
+
+
+def test_recolour_maps_pixels_onto_the_palette_by_amount() -> None:
+    buffer = io.BytesIO()
+    Image.linear_gradient("L").convert("RGB").resize((32, 32)).save(buffer, format="PNG")
+    png = buffer.getvalue()
+    palette = Palette(((200, 30, 30), (250, 200, 40)), "TOK", 1.0)
+    assert recolour(png, palette, 0.0) == png
+    full = Image.open(io.BytesIO(recolour(png, palette, 1.0))).convert("RGB")
+    assert {colour for _, colour in full.getcolors()} <= set(palette.colours)
+    half = Image.open(io.BytesIO(recolour(png, palette, 0.5))).convert("RGB")
+    assert len(half.getcolors()) > 2  # a blend, not the palette alone
