@@ -14,7 +14,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from replibatch.sim import ACCOUNTS, SimServer, serve
-from replibatch.sim.habits import CancelAfterError, internal_model_name, parse_cancel_after
+from replibatch.sim.habits import (
+    CancelAfterError,
+    internal_model_name,
+    parse_cancel_after,
+)
 from replibatch.sim.listing import page_of
 
 AUTH = {"Authorization": "Bearer r8_test"}
