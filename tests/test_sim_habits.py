@@ -356,3 +356,34 @@ def test_stats_snapshot_names_every_counter(sim: SimServer, http: httpx.Client) 
     assert snap["list_pages"] == 1 and snap["in_flight"] == 1 and snap["downloads"] == 0
     assert snap["requests"]["GET /v1/predictions"] == 1
     assert {"aborted", "throttled", "throttled_creates"} <= set(snap)
+
+
+# -- command line ----------------------------------------------------------------------------------
+def test_cli_plays_an_account_without_headers(capsys: pytest.CaptureFixture[str]) -> None:
+    import threading
+
+    from replibatch.sim.cli import main as cli_main
+
+    stop = threading.Event()
+    thread = threading.Thread(target=cli_main, args=(["--account", "low-credit",
+                                                      "--no-ratelimit-headers"],),
+                              kwargs={"stop": stop})
+    thread.start()
+    try:
+        deadline, url = time.monotonic() + 5, None
+        while url is None and time.monotonic() < deadline:
+            match = re.search(r"listening on (http://\S+)", capsys.readouterr().out)
+            url = match.group(1) if match else None
+            time.sleep(0.01)
+        assert url is not None
+        with httpx.Client(base_url=url, headers=AUTH) as c:
+            body = {"input": {"prompt": "x", "max_tokens": 1}}
+            path = "/v1/models/replibatch/tiny-llama/predictions"
+            first, second = c.post(path, json=body), c.post(path, json=body)
+        assert (first.status_code, second.status_code) == (201, 429)
+        assert "ratelimit-remaining" not in first.headers
+    finally:
+        stop.set()
+        thread.join(5)
+    with pytest.raises(SystemExit):
+        cli_main(["--account", "platinum"])
