@@ -167,6 +167,22 @@ def test_list_pages_of_100_newest_first_with_a_time_window(http: httpx.Client,
     assert window == ids[31:160][::-1]
 
 
+def test_paging_is_stable_while_predictions_are_created(http: httpx.Client, sim: SimServer) -> None:
+    # A reconcile sweep pages back while the run keeps creating: new predictions go on top and
+    # must not shift, repeat or hide the older pages the sweep is reading.
+    sim.configure(create_rate=None, predict_time=0, page_size=10)
+    ids = [create(http, sim, {"prompt": f"p{i}", "max_tokens": 1}).json()["id"] for i in range(35)]
+    page = http.get("/v1/predictions").json()
+    seen = [p["id"] for p in page["results"]]
+    url = page["next"]
+    while url:
+        create(http, sim, {"prompt": "newer", "max_tokens": 1})
+        page = http.get(url).json()
+        seen += [p["id"] for p in page["results"]]
+        url = page["next"]
+    assert seen == ids[::-1]
+
+
 # -- Cancel-After --------------------------------------------------------------------------------
 @pytest.mark.parametrize(("text", "seconds"), [
     ("30", 30.0), ("30s", 30.0), ("90s", 90.0), ("5m", 300.0), ("1h", 3600.0),
