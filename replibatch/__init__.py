@@ -8,7 +8,7 @@ Every row becomes a prediction, fanned out under Replicate's rate limits, cached
 version and input, and returned as the input frame plus output, status, timing and cost columns.
 """
 
-from . import accessor as _accessor
+from . import accessor as _accessor  # noqa: F401 - registers df.replibatch
 from . import plot
 from .browse import browse
 from .cache import CacheInfo, ResultCache, cache_info, clear_cache

@@ -174,7 +174,7 @@ def read_frame(path: str | os.PathLike[str]) -> pd.DataFrame:
         raise CliError(f"{str(file)!r} is not UTF-8 text; save it as UTF-8 and try again") from None
     except PermissionError:
         raise CliError(f"cannot read {str(file)!r}: permission denied") from None
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - pandas/pyarrow raise many types for bad files
         raise CliError(f"could not read {str(file)!r} as {kind.upper()}: {_first_line(exc)}") from None
     if len(df) == 0:
         raise CliError(f"{str(file)!r} has no rows to run")

@@ -15,9 +15,7 @@ import pandas as pd
 from .errors import ConfigurationError
 from .frame import ADDED_COLUMNS
 from .media import CSS, MediaRenderer, is_missing
-from .summary import (
-    format_usd,  # the one USD formatter (also imported from here by others)
-)
+from .summary import format_usd  # the one USD formatter (also imported from here by others)
 
 __all__ = ["Comparison", "compare"]
 

@@ -63,7 +63,7 @@ def resolve_token(api_token: str | None, client: replicate.Client | None) -> str
     if api_token:
         return api_token
     if client is not None and getattr(client, "_api_token", None):
-        return client._api_token
+        return client._api_token  # noqa: SLF001 - the SDK has no public accessor
     return os.environ.get("REPLICATE_API_TOKEN") or None
 
 
@@ -131,7 +131,7 @@ class Edge:
         )
         # The SDK's transport retries GETs on 429/503/504 by itself, up to 10 times over ~50 s,
         # unpaced by our limiters; the runner retries instead, so let each request go once.
-        sdk_transport = getattr(self._sdk._async_client, "_transport", None)
+        sdk_transport = getattr(self._sdk._async_client, "_transport", None)  # noqa: SLF001
         if hasattr(sdk_transport, "max_attempts"):
             sdk_transport.max_attempts = 1
         self._downloads: httpx.AsyncClient | None = None
@@ -153,7 +153,7 @@ class Edge:
             )
 
     async def aclose(self) -> None:
-        http = self._sdk._async_client
+        http = self._sdk._async_client  # noqa: SLF001
         await http.aclose()
         if self._downloads is not None:
             await self._downloads.aclose()
@@ -175,7 +175,7 @@ class Edge:
         may have been sent raise OutcomeUnknownError instead of TransientError.
         """
         self.require_token()
-        http = self._sdk._async_client
+        http = self._sdk._async_client  # noqa: SLF001
         extra: dict[str, Any] = {}
         if timeout is not None:
             extra["timeout"] = httpx.Timeout(timeout, connect=10.0, pool=None)

@@ -20,6 +20,7 @@ matplotlib is imported only when something is drawn.
 from __future__ import annotations
 
 import math
+
 import re
 from typing import TYPE_CHECKING, Any, Callable
 

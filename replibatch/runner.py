@@ -984,7 +984,7 @@ async def _execute(engine: _Engine, plan: frames.Plan) -> list[dict]:
     return [row for row in rows]  # type: ignore[misc]
 
 
-async def _run_into(engine, rows, i, job, target, key, pending, bar) -> None:
+async def _run_into(engine, rows, i, job, target, key, pending, bar) -> None:  # noqa: ANN001
     row = await engine.run_job(job, target, key, pending)
     rows[i] = row
     if bar is not None:
@@ -1067,7 +1067,7 @@ def run(df: pd.DataFrame, model: str | None = None, inputs: Any = None, **option
     def worker() -> None:
         try:
             anyio.run(main, backend="asyncio")
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
             box["error"] = exc
         finally:
             ready.set()

@@ -65,7 +65,7 @@ class _InputSpec:
     multiple_of: int | None = None
 
 
-def Input(
+def Input(  # noqa: N802 - named like Cog's Input
     default: Any = _MISSING,
     *,
     description: str | None = None,
