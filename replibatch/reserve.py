@@ -10,8 +10,13 @@ the mean of the ones before. So under ``max_cost`` each prediction is reserved a
   the longest ``predict_time`` of this model seen in the run (or the price table's
   ``typical_predict_s``) — scaled up for a row that asks for more work than the rows seen
   (`work_size`: ``max_tokens``, ``num_outputs``, steps... multiplied), so an ascending sweep's
-  later rows are not cut off — never under `CANCEL_AFTER_MINIMUM_S` (the spec's minimum).
-  Before any figure exists, one probe row runs with a deadline that fits the budget left.
+  later rows are not cut off. Before any figure exists, one probe row runs with a deadline that
+  fits the budget left. replibatch cancels the prediction itself at that deadline; the
+  ``Cancel-After`` sent with it is the same deadline but never under the spec's minimum of
+  `CANCEL_AFTER_MINIMUM_S` (5 s), which stops it even if this process dies. So the cap holds
+  while the process lives; a process killed mid-run can pass it by at most (5 s − deadline) ×
+  price for each prediction in flight whose deadline was under 5 s. The reservation adds
+  `CANCEL_LATENCY` (10%) for the time a cancel takes to land.
 - priced per output: ``num_outputs`` (default 1) × the price.
 - priced per token: ``max_tokens`` (or ``max_new_tokens``) × the output price + the prompt's
   UTF-8 bytes (at least its token count) × the input price. Without such a bound in the input
@@ -32,6 +37,7 @@ __all__ = ["CANCEL_AFTER_MINIMUM_S", "DEADLINE_FACTOR", "Hold", "Seen", "plan_ho
 
 CANCEL_AFTER_MINIMUM_S = 5.0  # parameters_cancel_after_header: "The minimum allowed duration is 5 seconds."
 DEADLINE_FACTOR = 4.0
+CANCEL_LATENCY = 1.1
 _TOKEN_BOUNDS = ("max_tokens", "max_new_tokens")
 # Inputs that say how much work a prediction does (time grows with them).
 _WORK_INPUTS = (
@@ -87,10 +93,11 @@ def plan_hold(
     timeout: float | None,
     seen: Seen | None,
     budget_left: float | None,
-    minimum_s: float = CANCEL_AFTER_MINIMUM_S,
+    minimum_s: float = 0.05,
 ) -> Hold:
     """The hold for one row (see the module docstring). `budget_left` is the cap minus what is
-    spent and reserved (None: no cap). Never raises."""
+    spent and reserved (None: no cap); `minimum_s` is the shortest deadline given. Never
+    raises."""
     price = table.lookup(model_ref)
     if price is None:
         return Hold(None, timeout, False)
@@ -103,13 +110,14 @@ def plan_hold(
         elif price.typical_predict_s is not None:
             deadline = DEADLINE_FACTOR * float(price.typical_predict_s)
         elif budget_left is not None and per_s > 0:
-            deadline = budget_left / per_s  # the probe: at most what is left
+            # The probe: at most what is left (a hair under, so rounding cannot refuse it).
+            deadline = 0.999 * budget_left / (per_s * CANCEL_LATENCY)
         else:
             deadline = None
         if deadline is None:
             return Hold(None, None, False)
         deadline = max(deadline, minimum_s)
-        return Hold(deadline * per_s, deadline, True)
+        return Hold(deadline * per_s * CANCEL_LATENCY, deadline, True)
     estimate = expected_cost(table, model_ref, input)
     if estimate is None or math.isnan(estimate):
         return Hold(None, timeout, False)

@@ -420,7 +420,11 @@ class _Engine:
         TransientError / ReplicateAPIError when the create failed and created nothing.
         """
         failures = throttles = 0
-        wait = MAX_WAIT if self.timeout is None else max(1, min(MAX_WAIT, math.ceil(self.timeout)))
+        limit = cancel_after if cancel_after is not None else self.timeout
+        # The create is held no longer than the row's deadline (then polled and canceled at it).
+        wait: int | None = MAX_WAIT if limit is None else min(MAX_WAIT, math.floor(limit))
+        if wait is not None and wait < 1:
+            wait = None
         while True:
             place = self.creates.reserve()
             while (pause := place.wait()) > 0:
@@ -435,7 +439,10 @@ class _Engine:
             sent, sent_wall = self.clock(), time.time()
             try:
                 reply = await self.edge.create_prediction(
-                    (target.kind, target.ident), payload, wait=wait, cancel_after=cancel_after
+                    (target.kind, target.ident), payload, wait=wait,
+                    cancel_after=None if cancel_after is None else max(
+                        cancel_after, reserve.CANCEL_AFTER_MINIMUM_S
+                    ),
                 )
             except RateLimitedError as exc:
                 del self.state.attempts[position]
@@ -596,7 +603,13 @@ class _Engine:
                 if key is not None and record.get("status") not in _TERMINAL:
                     await self._mark_pending(key, record["id"], job, target)
                 limit = hold.deadline_s
-                deadline = None if limit is None else sent + limit
+                deadline = None
+                if limit is not None:
+                    # Where Replicate enforces the deadline itself (Cancel-After, at least its
+                    # minimum) it gets a moment to, so that `aborted` is seen and no cancel is
+                    # sent; the reservation's cancel-latency share covers the grace.
+                    enforced = limit >= reserve.CANCEL_AFTER_MINIMUM_S
+                    deadline = sent + limit + (min(1.0, 0.05 * limit) if enforced else 0.0)
                 record = await self.wait_for(record, deadline)
                 unfinished = record.get("status") not in _TERMINAL  # the deadline passed
                 if unfinished:
@@ -696,7 +709,6 @@ class _Engine:
             timeout=self.timeout,
             seen=self.seen.get(job.model),
             budget_left=self.budget.left,
-            minimum_s=reserve.CANCEL_AFTER_MINIMUM_S,  # read here: a test may lower it
         )
 
     async def _reserve(self, job: frames.Job) -> tuple[Any, Hold]:

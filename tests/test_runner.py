@@ -375,11 +375,8 @@ def test_kill_minus_9_then_rerun_reattaches_without_duplicate(cache_dir, tmp_pat
         assert sim.stats.creates == 6 and sim.stats.duplicate_creates == 0
 
 
-def test_budget_stops_new_predictions(cache_dir, monkeypatch):
-    # Replicate's Cancel-After minimum is 5 s; lowered here (and in the sim) so that rows of
-    # 0.2 s can be reserved at a worst case of a few tenths of a second.
-    monkeypatch.setattr(runner.reserve, "CANCEL_AFTER_MINIMUM_S", 0.05)
-    with serve(time_scale=1.0, predict_time=0.2, cancel_after_minimum=0) as sim:
+def test_budget_stops_new_predictions(cache_dir):
+    with serve(time_scale=1.0, predict_time=0.2) as sim:
         # about 0.000045 USD a row (0.2 s on a T4): the cap allows a few rows
         res = go(prompts(40), sim, model=TEXT, max_cost=0.00030, concurrency=4)
         statuses = res["status"].value_counts().to_dict()
