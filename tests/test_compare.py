@@ -148,13 +148,15 @@ def test_audio_json_urls_and_missing_files(tmp_path):
     assert "missing file:" in page
 
 
-def test_several_images_in_one_output_form_a_gallery(tmp_path):
+def test_several_images_in_one_output_form_a_thumbnail_grid(tmp_path):
     paths = [tmp_path / f"{i}.png" for i in range(3)]
     for i, path in enumerate(paths):
         _png(path, colour=(i * 80, 0, 0))
     page = compare(pd.DataFrame([_row("p", "m", [str(p) for p in paths])])).to_html()
-    assert 'class="rb-gallery"' in page
+    assert 'class="rb-grid"' in page
     assert len(DATA_URI.findall(page)) == 3
+    # Each thumbnail can take focus, which is what enlarges it (CSS :focus, no script).
+    assert page.count('<img tabindex="0" class="rb-media"') == 3
 
 
 def test_badges_show_latency_cost_status_and_cache(res):
@@ -163,7 +165,7 @@ def test_badges_show_latency_cost_status_and_cache(res):
     assert '<span class="rb-badge rb-bad">failed</span>' in page
     assert page.count('rb-badge rb-cached">cached<') == 1
     assert html.escape("predict_time 1.0 s × gpu-t4 $0.000225/s") in page  # cost basis tooltip
-    bare = compare(res, badges=False).to_html()
+    bare = compare(res, badges=False, footer=False).to_html()
     assert "1.23 s" not in bare and 'class="rb-badge rb-cached"' not in bare
     assert "CUDA &lt;oom&gt;" in bare  # the error of a failed row is always shown
 
