@@ -36,7 +36,8 @@ CSS = PALETTE_CSS + """
 .rb-root .rb-table tr:first-child > * { border-top-width: 1px; }
 .rb-root .rb-table thead th { background: var(--rb-head-bg); overflow-wrap: break-word;
   max-width: 420px; font-weight: 600; }
-.rb-root .rb-table tbody th { background: var(--rb-index-bg); font-weight: 500; max-width: 260px; }
+.rb-root .rb-table tbody th { background: var(--rb-index-bg); font-weight: 500; min-width: 140px;
+  max-width: 260px; }
 .rb-root .rb-table td { min-width: 180px; max-width: 420px; }
 .rb-root .rb-table tfoot th, .rb-root .rb-table tfoot td { background: var(--rb-head-bg);
   font-size: 12px; font-weight: 400; }

@@ -35,7 +35,7 @@ PALETTE_CSS = """
 }
 body[data-jp-theme-light="false"] .rb-root, body.vscode-dark .rb-root,
 body.vscode-high-contrast .rb-root, .rb-root.rb-dark {
-  --rb-danger: #ff8182;
+  --rb-danger: #ffa198;
   --rb-badge-bg: rgba(200, 200, 200, 0.16);
 }
 """
@@ -54,6 +54,6 @@ body { background: var(--jp-layout-color0, #ffffff); color: var(--jp-content-fon
     --jp-border-color2: #3d444d;
     --jp-content-link-color: #4493f8;
   }
-  .rb-root { --rb-danger: #ff8182; --rb-badge-bg: rgba(200, 200, 200, 0.16); }
+  .rb-root { --rb-danger: #ffa198; --rb-badge-bg: rgba(200, 200, 200, 0.16); }
 }
 """
