@@ -32,7 +32,7 @@ _DETAIL_CSS = """
 .rb-root.rb-detail h4 { margin: 4px 0 6px; }
 .rb-root.rb-detail table.rb-fields { border-collapse: collapse; font-size: 12px; margin-bottom: 8px; }
 .rb-root.rb-detail table.rb-fields th, .rb-root.rb-detail table.rb-fields td {
-  padding: 1px 8px 1px 0; border: 0; border-bottom: 1px solid var(--rb-border); min-width: 0;
+  padding: 1px 8px 1px 0; text-align: left; border: 0; border-bottom: 1px solid var(--rb-border); min-width: 0;
   line-height: 1.35; vertical-align: top; background: transparent; color: inherit; }
 .rb-root.rb-detail table.rb-fields th { color: var(--rb-muted); font-weight: 400; white-space: nowrap; }
 .rb-root.rb-detail table.rb-fields td { max-width: 360px; overflow-wrap: anywhere; }
@@ -98,6 +98,16 @@ def _preview(value: Any, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def _preview_ends(value: Any, width: int = 48) -> str:
+    """Like `_preview`, but a long text keeps its start and its end (prompts often differ only
+    near the end: "Describe image 17 ..." vs "... image 71"), with an ellipsis in the middle."""
+    text = " ".join(_display(value).split())
+    if len(text) <= width:
+        return text
+    head = (width - 1) * 3 // 5
+    return text[:head] + "…" + text[len(text) - (width - 1 - head):]
+
+
 def _format_field(name: str, value: Any) -> str:
     if is_missing(value):
         return "—"
@@ -154,7 +164,7 @@ class Browser:
                 continue  # one value filters nothing; hundreds make an unusable dropdown
             counts = pd.Series(keys, dtype=object).value_counts(dropna=False)
             options = [("(all)", ALL)] + [
-                (f"{_preview(choice, 40)} ({counts.get(choice, 0)})", i)
+                (f"{_preview_ends(choice, 48)} ({counts.get(choice, 0)})", i)
                 for i, choice in enumerate(choices)
             ]
             dropdown = widgets.Dropdown(
@@ -325,6 +335,8 @@ class Browser:
         if "model" in row.index and self.res["model"].nunique() > 1:
             parts.append(_preview(row["model"], 36))
         for name in self.varying:
+            if is_missing(row[name]):
+                continue  # a parameter this row does not use (text rows in an image sweep)
             width = 70 if name == self.index_column else 24
             value = _preview(row[name], width)
             parts.append(value if name == self.index_column else f"{name}={value}")
@@ -374,7 +386,7 @@ class Browser:
             '<div style="display:flex; gap:24px; flex-wrap:wrap; align-items:flex-start">'
             f'<div class="rb-output" style="flex:1 1 480px; min-width:0">{output}</div>'
             '<div style="flex:0 1 auto">'
-            f"<b>inputs</b>{table(self.parameters)}"
+            f"<b>inputs</b>{table([p for p in self.parameters if not is_missing(row[p])])}"
             f"<b>result</b>{table(results)}</div></div></div>"
         )
 

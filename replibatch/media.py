@@ -51,8 +51,9 @@ CSS = PALETTE_CSS + """
 .rb-root audio.rb-media { width: 100%; min-width: 160px; }
 .rb-root .rb-gallery { display: flex; flex-wrap: wrap; gap: 4px; align-items: flex-start; }
 .rb-root .rb-gallery > * { flex: 0 1 auto; min-width: 0; max-width: 100%; }
-.rb-root .rb-grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(96px, 1fr)); gap: 4px; }
-.rb-root .rb-grid { justify-items: start; align-items: start; }
+.rb-root .rb-grid { display: grid; grid-template-columns: repeat(2, max-content); gap: 4px;
+  justify-items: start; align-items: start; }
+.rb-root .rb-grid.rb-grid-3 { grid-template-columns: repeat(3, max-content); }
 .rb-root .rb-grid img.rb-media { max-width: 100%; max-height: 128px; width: auto; cursor: zoom-in; }
 .rb-root .rb-grid img.rb-media:focus { position: fixed; inset: 0; margin: auto; width: auto;
   height: auto; max-width: 92vw; max-height: 92vh; object-fit: contain;
@@ -203,7 +204,10 @@ class MediaRenderer:
                 # Thumbnails in a grid; each takes focus on click and then shows enlarged (CSS only,
                 # no script: notebook front ends and mail readers drop scripts).
                 items = "".join(self.render(v).replace("<img ", '<img tabindex="0" ', 1) for v in value)
-                return f'<div class="rb-grid">{items}</div>'
+                # Two thumbnails a row up to four (a 2×2 block), then three: the grid claims its
+                # width from the thumbnails, so a table cell cannot squeeze it into one column.
+                wide = " rb-grid-3" if len(value) > 4 else ""
+                return f'<div class="rb-grid{wide}">{items}</div>'
             return '<div class="rb-gallery">' + "".join(self.render(v) for v in value) + "</div>"
         if isinstance(value, (bytes, bytearray)):
             return f'<span class="rb-none">{len(value)} bytes</span>'

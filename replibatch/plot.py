@@ -349,6 +349,15 @@ def _usd_formatter() -> Any:
     return USDFormatter()
 
 
+def _log_usd_formatter() -> Any:
+    """Dollar labels for a log axis's decades (``$0.00001``, ``$0.001``), not ``10^-5``."""
+    from matplotlib.ticker import FuncFormatter
+
+    from .summary import format_usd
+
+    return FuncFormatter(lambda value, _pos: format_usd(value))
+
+
 def _tick_decimals(locs: Any) -> int | None:
     """The fewest decimals (0 when every tick is whole dollars, else at least 2) that write
     every tick exactly; None when there are no finite ticks."""
@@ -411,6 +420,7 @@ def cost(
     ax.set_ylabel("mean cost per prediction (USD)" if stat == "mean" else "total cost (USD)")
     if log:
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(_log_usd_formatter())
         low, high = padded_limits(heights, log=True)
         ax.set_ylim(low, high * 3)  # room above the bars for their labels
     else:
@@ -467,6 +477,8 @@ def cost_vs_latency(
     ax.set_ylabel(axis_label(y))
     if log:
         ax.set_yscale("log")
+        if y == "cost_usd":
+            ax.yaxis.set_major_formatter(_log_usd_formatter())
     elif y == "cost_usd":
         ax.yaxis.set_major_formatter(_usd_formatter())
     # Limits from the data with room for the markers: never a floor set after the margins.
