@@ -57,16 +57,40 @@ def _shorten_versions(text: str) -> str:
     return _VERSION_HASH.sub(r"\1…", text)
 
 
-def _label(key: Key) -> str:
-    return " · ".join("—" if part is None else str(part) for part in key)
+def _text(part: Any, whole: bool = False) -> str:
+    """A key part as text: ``—`` for missing; with `whole` (a column of whole numbers that pandas
+    made float because other rows lack it) ``4`` rather than ``4.0``; else ``str``."""
+    if part is None:
+        return "—"
+    if whole and isinstance(part, float) and part.is_integer() and abs(part) < 1e15:
+        return str(int(part))
+    return str(part)
 
 
-def column_label(names: Sequence[str], key: Key) -> str:
+def whole_number_columns(res: pd.DataFrame, names: Sequence[str]) -> set[str]:
+    """The float columns among `names` whose known values are all whole numbers."""
+    found = set()
+    for name in names:
+        if name in res.columns and pd.api.types.is_float_dtype(res[name]):
+            known = res[name].dropna()
+            if len(known) and bool((known == known.round()).all()):
+                found.add(name)
+    return found
+
+
+def _label(key: Key, names: Sequence[str] = (), whole: set[str] | None = None) -> str:
+    whole = whole or set()
+    return " · ".join(
+        _text(part, i < len(names) and names[i] in whole) for i, part in enumerate(key)
+    )
+
+
+def column_label(names: Sequence[str], key: Key, whole: set[str] | None = None) -> str:
     """A column header: ``name=value`` per part, so a parameter keeps its name (``temperature=0.7``);
     the model and internal columns (names starting ``__``) show their value alone."""
     parts = []
     for name, part in zip(names, key):
-        value = "—" if part is None else str(part)
+        value = _text(part, name in (whole or set()))
         plain = name == "model" or str(name).startswith("__")
         parts.append(value if plain else f"{name}={value}")
     return " · ".join(parts)
@@ -148,7 +172,8 @@ class Comparison:
         """The header of each value column, in order (``name=value`` for parameters)."""
         if not self._columns:
             return [self._values]
-        return [column_label(self._columns, key) for key in self.column_keys]
+        whole = whole_number_columns(self._res, self._columns)
+        return [column_label(self._columns, key, whole) for key in self.column_keys]
 
     def footer(self) -> list[ColumnStats]:
         """Per value column: rows, failures, mean cost and median latency of the rows in it."""
@@ -193,11 +218,12 @@ class Comparison:
         for label in labels:
             head += f'<th scope="col" title="{esc(label)}">{esc(_shorten_versions(label))}</th>'
 
+        whole = whole_number_columns(self._res, self._index)
         body = []
         for row_key in self.row_keys:
             cells = "".join(
-                f'<th scope="row">{self._renderer.render_text(_label((part,)))}</th>'
-                for part in row_key
+                f'<th scope="row">{self._renderer.render_text(_label((part,), (name,), whole))}</th>'
+                for name, part in zip(self._index, row_key)
             )
             same = self._identical(row_key, labels)
             for col_key, label in zip(self.column_keys, labels):

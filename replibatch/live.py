@@ -173,7 +173,9 @@ def _row_html(item: Recent, renderer: MediaRenderer) -> str:
 
 _CSS = """
 .rb-live .rb-live-table td, .rb-live .rb-live-table th { padding: 2px 6px; min-width: 0; font-size: 12px; }
-.rb-live .rb-live-table td .rb-text { max-height: 3.2em; overflow: hidden; }
+.rb-live .rb-live-table tbody th { min-width: 0; width: 4em; }
+.rb-live .rb-live-table td .rb-text { display: -webkit-box; -webkit-line-clamp: 2;
+  -webkit-box-orient: vertical; overflow: hidden; }
 .rb-live .rb-live-table img.rb-media { max-height: 64px; width: auto; }
 .rb-live .rb-live-prompt { max-width: 240px; }
 .rb-live .rb-live-failures { margin: 0; padding-left: 18px; font-size: 12px; }

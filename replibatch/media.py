@@ -26,7 +26,8 @@ _RESIZABLE = {"image/png", "image/jpeg", "image/webp", "image/bmp", "image/gif"}
 _SMALL_IMAGE_BYTES = 200_000
 
 CSS = PALETTE_CSS + """
-.rb-root { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; font-size: 13px; }
+.rb-root { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; font-size: 13px;
+  line-height: 1.4; }
 .rb-root table.rb-table { border-collapse: separate; border-spacing: 0; table-layout: auto;
   color: inherit; background: var(--rb-bg); }
 .rb-root .rb-table th, .rb-root .rb-table td { border: 0 solid var(--rb-border);

@@ -65,7 +65,7 @@ table.rb-stats thead th { background: var(--rb-head-bg); }
   overflow: hidden; }
 .rb-card-title { font-weight: 600; margin-bottom: 6px; overflow-wrap: anywhere; }
 .rb-note { color: var(--rb-muted); font-size: 13px; }
-.rb-errors td { text-align: left !important; }
+.rb-errors th, .rb-errors td { text-align: left !important; }
 """
 
 

@@ -54,6 +54,8 @@ body { background: var(--jp-layout-color0, #ffffff); color: var(--jp-content-fon
     --jp-border-color2: #3d444d;
     --jp-content-link-color: #4493f8;
   }
-  .rb-root { --rb-danger: #ffa198; --rb-badge-bg: rgba(200, 200, 200, 0.16); }
+  /* "html .rb-root" outranks the plain ".rb-root" palette that each embedded view (a comparison
+     inside a report) declares again later in the page. */
+  html .rb-root { --rb-danger: #ffa198; --rb-badge-bg: rgba(200, 200, 200, 0.16); }
 }
 """

@@ -267,9 +267,11 @@ def test_every_view_reads_in_jupyterlab_themes(quickstart, browser, tmp_path, da
 def exported(quickstart) -> list[str]:
     """A stand-alone comparison page and a report (built once: plots take a while to draw)."""
     sweep = quickstart["sweep"]
+    # Failed rows too: their error text and the footer's failure count have their own colour.
+    failed = sweep.head(3).assign(status="failed", error="CUDA out of memory", output=None)
     return [
-        rb.compare(sweep.head(40), columns="temperature").to_html(),
-        build_report(pd.concat([sweep.head(20), quickstart["images"]], ignore_index=True)),
+        rb.compare(pd.concat([sweep.head(40), failed]), columns="temperature").to_html(),
+        build_report(pd.concat([sweep.head(20), failed, quickstart["images"]], ignore_index=True)),
     ]
 
 

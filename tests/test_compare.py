@@ -309,3 +309,10 @@ def test_the_table_scrolls_in_its_own_bounded_box(res):
     css = page.split("<style>", 1)[1].split("</style>", 1)[0]
     assert re.search(r"\.rb-scroll-box thead th \{[^}]*position: sticky; top: 0", css)
     assert re.search(r"\.rb-scroll-box tbody th:first-child \{[^}]*position: sticky; left: 0", css)
+
+
+def test_whole_numbers_that_pandas_made_float_read_as_ints():
+    steps = pd.DataFrame([_row("p", "m", "x", steps=4), _row("p", "m", "y", steps=30),
+                          _row("p", "text", "z")])  # the text row has no steps: the column is float
+    assert steps["steps"].dtype == float
+    assert compare(steps, columns="steps").column_labels() == ["steps=4", "steps=30", "steps=—"]
