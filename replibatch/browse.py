@@ -223,6 +223,7 @@ class Browser:
             ]
         )
         self.widget._replibatch_browser = self
+        self.widget.add_class("rb-browser")  # what the no-kernel note's CSS looks for
         self._matches = list(range(len(res)))
         self.refresh()
 
@@ -392,29 +393,46 @@ class Browser:
 
 
 class _BrowserBox(_widgets().VBox):  # type: ignore[misc]
-    """The browser's VBox, whose non-widget representations say it needs a live kernel.
+    """The browser's VBox, shown with a note that it needs a live kernel, visible only where the
+    widget itself does not render.
 
-    A front end with a live kernel renders the widget; an exported or saved notebook (nbconvert,
-    GitHub, a viewer) falls back to text/html or text/plain, which then explain themselves
-    instead of showing a dead copy of the controls.
+    Front ends pick the widget's view over any fallback in its own bundle (nbconvert too), so the
+    note is a separate HTML output placed before the widget, hidden by CSS (``:has``) when the
+    same output area holds the rendered widget (class ``rb-browser``). An exported notebook, or a
+    saved one opened without its widget state, shows the note; a live notebook shows the widget.
+    (A notebook saved *with* widget state still draws the controls; they do nothing.)
     """
+
+    def _note(self) -> str:
+        browser = getattr(self, "_replibatch_browser", None)
+        rows = len(browser.res) if browser is not None else 0
+        return (
+            f"replibatch browser over {rows:,} rows: interactive, it needs a live kernel. "
+            "Run the cell again to use it (rb.compare(res) gives a static view)."
+        )
+
+    def note_html(self) -> str:
+        """The stand-alone note (HTML with its own hiding rule)."""
+        return (
+            "<style>.jp-OutputArea:has(.rb-browser) .rb-needs-kernel, "
+            ".output:has(.rb-browser) .rb-needs-kernel { display: none; }</style>"
+            f'<style>{CSS}</style><div class="rb-root rb-needs-kernel"><p class="rb-caption">'
+            f"{html.escape(self._note())}</p></div>"
+        )
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         bundle = super()._repr_mimebundle_(**kwargs)
         data = bundle[0] if isinstance(bundle, tuple) else bundle
         if isinstance(data, dict):
-            browser = getattr(self, "_replibatch_browser", None)
-            rows = len(browser.res) if browser is not None else 0
-            note = (
-                f"replibatch browser over {rows:,} rows: interactive, it needs a live kernel. "
-                "Run the cell again to use it (rb.compare(res) gives a static view)."
-            )
-            data["text/plain"] = note
-            data["text/html"] = (
-                f'<style>{CSS}</style><div class="rb-root"><p class="rb-caption">'
-                f"{html.escape(note)}</p></div>"
-            )
+            data["text/plain"] = self._note()
+            data["text/html"] = self.note_html()
         return bundle
+
+    def _ipython_display_(self, **kwargs: Any) -> None:
+        from IPython.display import HTML, display
+
+        display(HTML(self.note_html()))
+        display(self._repr_mimebundle_(), raw=True)
 
 
 def browse(res: pd.DataFrame, *, page_size: int = 10, max_px: int | None = DEFAULT_MAX_PX) -> Any:

@@ -218,3 +218,11 @@ def test_without_a_live_kernel_the_widget_says_it_needs_one(res):
     assert "application/vnd.jupyter.widget-view+json" in data  # a live front end renders the widget
     assert "needs a live kernel" in data["text/plain"]
     assert "needs a live kernel" in data["text/html"] and "12 rows" in data["text/html"]
+
+
+def test_the_no_kernel_note_hides_itself_next_to_a_rendered_widget(res):
+    widget = browse(res)
+    assert "rb-browser" in widget._dom_classes  # what the note's CSS looks for
+    note = widget.note_html()
+    assert ".jp-OutputArea:has(.rb-browser) .rb-needs-kernel" in note and "display: none" in note
+    assert 'class="rb-root rb-needs-kernel"' in note and "needs a live kernel" in note
