@@ -24,6 +24,7 @@ __all__ = ["LiveView", "Recent"]
 
 RECENT_ROWS = 5
 RECENT_FAILURES = 3
+THUMBNAIL_CACHE = 64
 _PREVIEW_CHARS = 160
 
 
@@ -61,8 +62,9 @@ class LiveView:
         self.finished = 0
         self.draws = 0
         self._counts = ""
-        # Thumbnails only: the panel is small, and a fresh renderer per draw keeps no file cache.
-        self._renderer_options = {"max_text": _PREVIEW_CHARS, "max_px": 96}
+        # Thumbnails only; encoded ones are kept for the next redraws (the same rows stay on the
+        # panel for several draws), up to THUMBNAIL_CACHE, then the cache starts afresh.
+        self._renderer = MediaRenderer(max_text=_PREVIEW_CHARS, max_px=96)
 
     @classmethod
     def open(cls, *, total: int) -> LiveView:
@@ -92,7 +94,9 @@ class LiveView:
 
     def html(self) -> str:
         """The panel: running counts and spend, the latest rows, the latest failures."""
-        renderer = MediaRenderer(**self._renderer_options)  # type: ignore[arg-type]
+        if len(self._renderer._uris) > THUMBNAIL_CACHE:
+            self._renderer._uris.clear()  # bounded: memory stays flat over any number of rows
+        renderer = self._renderer
         esc = html.escape
         rows = "".join(_row_html(item, renderer) for item in reversed(self.recent))
         failures = "".join(
