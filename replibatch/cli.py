@@ -657,8 +657,12 @@ def _execute(frame: pd.DataFrame, inputs: list[str] | None, options: dict[str, A
 def _print_summary(res: pd.DataFrame, quiet: bool, *, saved: bool) -> None:
     from .summary import format_summary, summarize
 
+    from .progress import bar_wanted
+
     summary = res.attrs.get("replibatch") or summarize(res, 0.0)
-    print(format_summary(summary), flush=True)
+    # A progress bar already printed the summary under itself (stderr): say it once.
+    if not bar_wanted(False if quiet else None):
+        print(format_summary(summary), flush=True)
     nothing_succeeded = not (res["status"] == "succeeded").any()
     if quiet and not nothing_succeeded:
         return

@@ -66,8 +66,10 @@ from .markers import HEARTBEAT_S, Owner, is_held_elsewhere, run_ended, run_start
 from .outcome import apply_final_status
 from .reconcile import Attempt, Reconciler, parse_time
 from .refs import ModelRef, parse_model_ref
+from .progress import open_progress
 from .reserve import Hold, Seen, plan_hold, work_size
-from .summary import format_summary, summarize
+from .runsummary import RunSummary
+from .summary import summarize
 
 __all__ = ["DEFAULT_CONCURRENCY", "arun", "run"]
 
@@ -275,6 +277,7 @@ class _Engine:
         progress: bool | None,
         downloads: DownloadLimits | None = None,
         clock: Callable[[], float] = time.monotonic,
+        live: bool | None = None,
     ) -> None:
         self.edge = edge
         self.cache = cache
@@ -287,6 +290,7 @@ class _Engine:
         self.downloads = downloads or DownloadLimits()
         self.seen: dict[str, Seen] = {}  # model -> predict times of its finished rows
         self.progress_wanted = progress
+        self.live_wanted = live
         self.clock = clock
         self.creates = AdaptiveRateLimiter(rate_limit, clock=clock)
         self.reads = TokenBucket(DEFAULT_READ_RATE, burst=DEFAULT_READ_RATE / 60.0, clock=clock)
@@ -832,14 +836,6 @@ class _Engine:
         return report
 
 
-def _progress_default(progress: bool | None) -> bool:
-    if progress is not None:
-        return bool(progress)
-    if "ipykernel" in sys.modules:
-        return True
-    return bool(getattr(sys.stderr, "isatty", lambda: False)())
-
-
 async def arun(
     df: pd.DataFrame,
     model: str | None = None,
@@ -853,6 +849,7 @@ async def arun(
     timeout: float | None = None,
     retries: int = 5,
     progress: bool | None = None,
+    live: bool | None = None,
     api_token: str | None = None,
     base_url: str | None = None,
     client: Any = None,
@@ -888,6 +885,7 @@ async def arun(
         prices=table,
         progress=progress,
         downloads=downloads,
+        live=live,
     )
     run_started(engine.owner)
     try:
@@ -909,12 +907,11 @@ async def arun(
     for column in frames.TIMELINE_COLUMNS:
         # numpy reads None as NaN in a float array: cached and never-sent rows have no times.
         result[column] = np.array([row.get(column) if row else None for row in rows], dtype=float)
-    summary = summarize(result, time.monotonic() - started)
+    summary = RunSummary(summarize(result, time.monotonic() - started))
     summary["create_rate_per_minute"] = engine.creates.ceiling_per_minute
     summary["shared"] = engine.state.shared
     if engine.bar is not None:
-        engine.bar.set_postfix_str(format_summary(summary), refresh=False)
-        engine.bar.close()
+        engine.bar.finish(summary)
     result.attrs["replibatch"] = summary
     return result
 
@@ -966,7 +963,9 @@ async def _execute(engine: _Engine, plan: frames.Plan) -> list[dict]:
     run_keys = keys if engine.cache is not None else [None] * len(jobs)
     if todo:
         engine.edge.require_token()
-    bar = engine.bar = _open_bar(engine, len(jobs), len(jobs) - len(todo))
+    bar = engine.bar = open_progress(
+        len(jobs), len(jobs) - len(todo), progress=engine.progress_wanted, live=engine.live_wanted
+    )
     writer = engine.writer
     try:
         async with anyio.create_task_group() as outer:
@@ -992,7 +991,7 @@ async def _execute(engine: _Engine, plan: frames.Plan) -> list[dict]:
         for i in followers:
             rows[i] = shared_row(rows[leader] or {}, leader)
             if bar is not None:
-                _tick(engine, bar, rows[i])
+                bar.tick(rows[i], jobs[i].input)
     return [row for row in rows]  # type: ignore[misc]
 
 
@@ -1000,34 +999,7 @@ async def _run_into(engine, rows, i, job, target, key, pending, bar) -> None:  #
     row = await engine.run_job(job, target, key, pending)
     rows[i] = row
     if bar is not None:
-        _tick(engine, bar, row)
-
-
-def _open_bar(engine: _Engine, total: int, done: int) -> Any:
-    if not _progress_default(engine.progress_wanted):
-        return None
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, initial=done, unit="row", desc="replibatch", dynamic_ncols=True)
-    if done:
-        bar.set_postfix_str(f"cached={done}")
-    return bar
-
-
-def _tick(engine: _Engine, bar: Any, row: dict) -> None:
-    state = engine.state
-    if row.get("status") == "succeeded":
-        state.succeeded += 1
-    else:
-        state.failed += 1
-    cost = row.get("cost_usd")
-    if isinstance(cost, float) and not math.isnan(cost):
-        state.spent += cost
-    bar.set_postfix_str(
-        f"ok={state.succeeded} failed={state.failed} cached={state.cached} ${state.spent:.4f}",
-        refresh=False,
-    )
-    bar.update(1)
+        bar.tick(row, job.input)
 
 
 _cleanups: list[threading.Event] = []
