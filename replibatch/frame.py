@@ -9,9 +9,15 @@ Column roles in the input frame:
 - the model column (``model`` by default, or the column named by ``model=``),
 - ``sample``: the sample index (int >= 0, as made by ``grid(repeat=N)``). It is never a model
   input by default: identical inputs with different samples are distinct runs and cache entries,
-- result columns (``output``, ``status``, ... and the token columns): never inputs by default. A
-  frame that already has them (a result frame run again) gets them overwritten in place,
-- every other column is a model input unless ``inputs=`` says otherwise.
+- result columns (``output``, ``status``, ... and the token columns): never inputs. A result
+  frame run again (`is_result_frame`) gets them overwritten in place. Any other frame with one
+  of them is refused (the run would silently overwrite the user's column),
+- every other column is a model input unless ``inputs=`` says otherwise. Input column names
+  must be strings (MultiIndex columns are refused).
+
+Plain strings stay text: a string is read as a file only in a column named in ``files=`` (or,
+later, where the model's schema says the input is a file: ``schema.shape_input``). Floats are
+kept as floats here; ``shape_input`` turns whole ones into ints where the schema allows.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ConfigurationError
-from .inputs import FileInput, as_file_input, is_uri
+from .inputs import FileInput, as_file_input, is_uri, path_file_input
 from .refs import ModelRef, parse_model_ref
 
 __all__ = [
@@ -123,6 +129,7 @@ def plan_jobs(
     df: pd.DataFrame,
     model: str | ModelRef | None = None,
     inputs: Sequence[Hashable] | Mapping[str, Hashable] | str | None = None,
+    files: Sequence[Hashable] | str | None = None,
 ) -> Plan:
     """Turn every row of `df` into a Job; check the whole call first.
 
@@ -130,23 +137,37 @@ def plan_jobs(
     reference used for every row (default: the column ``model``). `inputs`: None for every
     column but the model, ``sample`` and result columns; a list of columns; or a dict mapping
     input name -> column. NaN/None cells are left out of that row's input; numpy/pandas
-    scalars become plain JSON types; files become FileInputs.
+    scalars become plain JSON types; Paths, bytes, file objects and images become FileInputs.
+    `files`: input names (or columns) whose strings are local file paths to send as files.
 
     Raises ConfigurationError (a ValueError) naming the column, row label and value type for: a
-    frame that is not a DataFrame or is empty, no model, an unknown or duplicated column, an
-    unparseable reference, a value that is not JSON, duplicate input names, a bad sample index.
+    frame that is not a DataFrame or is empty, MultiIndex or non-string input column names, a
+    column that collides with a result column (or a ``model`` column with a `model` reference),
+    no model, an unknown or duplicated column, an unparseable reference, a value that cannot be
+    sent (not JSON, a lone surrogate, an integer beyond 64 bits), duplicate input names, a bad
+    sample index, a `files` name that is no input or a cell there that is no existing file.
     """
     if not isinstance(df, pd.DataFrame):
         raise ConfigurationError(f"expected a pandas DataFrame, got {type(df).__name__}")
     if len(df) == 0:
         raise ConfigurationError("the frame is empty: there are no rows to run")
+    if isinstance(df.columns, pd.MultiIndex):
+        raise ConfigurationError(
+            "the frame has MultiIndex columns; input names must be plain strings: flatten them "
+            "first, e.g. df.columns = ['_'.join(map(str, c)) for c in df.columns]"
+        )
+    result_frame = is_result_frame(df)
+    if not result_frame:
+        _check_collisions(df, model)
 
     model_column, refs = _plan_models(df, model)
     input_columns = _input_columns(df, inputs, model_column)
+    file_names = _file_inputs(input_columns, files)
     samples = _samples(df)
 
     converted = [
-        (name, _convert_column(df, column)) for name, column in input_columns.items()
+        (name, _convert_column(df, column, as_files=name in file_names))
+        for name, column in input_columns.items()
     ]
     jobs = []
     for position in range(len(df)):
@@ -158,6 +179,57 @@ def plan_jobs(
         ref = refs[position]
         jobs.append(Job(position, str(ref), row_input, samples[position], ref))
     return Plan(jobs, model_column, model_column is None, input_columns)
+
+
+def is_result_frame(df: pd.DataFrame) -> bool:
+    """True when `df` is (a part of) a frame a run returned, being run again: it carries the run
+    summary, or it has ``output`` and a ``status`` column holding only row statuses."""
+    if isinstance(df.attrs.get("replibatch"), Mapping):
+        return True
+    if "output" not in df.columns or "status" not in df.columns:
+        return False
+    statuses = df["status"]
+    if isinstance(statuses, pd.DataFrame):
+        return False
+    known = set(STATUSES) | {"starting", "processing"}
+    return all(_is_missing(value) or value in known for value in statuses.unique())
+
+
+def _check_collisions(df: pd.DataFrame, model: Any) -> None:
+    """Refuse user columns the run would overwrite: result columns, or ``model`` when `model`
+    is a reference (the run would replace that column with the reference)."""
+    for column in df.columns:
+        if column in ADDED_COLUMNS and column != MODEL_COLUMN:
+            raise ConfigurationError(
+                f"column {column!r} collides with the result column of the same name, which the "
+                f"run would overwrite: rename it (e.g. df.rename(columns={{{column!r}: "
+                f"{column + '_in'!r}}})) and, if the model has an input of that name, map it with "
+                f"inputs={{{column!r}: {column + '_in'!r}, ...}}"
+            )
+    if model is None or MODEL_COLUMN not in df.columns:
+        return
+    if isinstance(model, ModelRef) or (isinstance(model, str) and model not in df.columns):
+        raise ConfigurationError(
+            f"the frame has a {MODEL_COLUMN!r} column and model={str(model)!r} was given too: drop "
+            f"model= to run the column's models, or rename the column (it would be replaced)"
+        )
+
+
+def _file_inputs(
+    input_columns: Mapping[str, Hashable], files: Sequence[Hashable] | str | None
+) -> set[str]:
+    if files is None:
+        return set()
+    wanted = [files] if isinstance(files, str) else list(files)
+    names = set()
+    for item in wanted:
+        matches = [name for name, column in input_columns.items() if item in (name, column)]
+        if not matches:
+            raise ConfigurationError(
+                f"files= names {item!r}, which is not an input; inputs: {list(input_columns)!r}"
+            )
+        names.update(matches)
+    return names
 
 
 def prediction_row(record: Mapping[str, Any], *, latency_s: float | None = None) -> dict[str, Any]:
@@ -456,10 +528,22 @@ def _input_columns(
         )
     mapping: dict[str, Hashable] = {}
     for name, column in pairs:
+        if not isinstance(name, str):
+            raise ConfigurationError(
+                f"column {column!r} has a {type(column).__name__} name, but model input names are "
+                f"strings: rename the columns (e.g. df.columns = df.columns.map(str)), or map "
+                f"names to columns with inputs={{'prompt': {column!r}}}"
+            )
         if column not in df.columns:
             raise ConfigurationError(
                 f"input column {column!r} is not in the frame; columns: {list(df.columns)!r}"
             )
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ConfigurationError(
+                f"input name {name!r} holds a lone surrogate and cannot be sent: rename it"
+            ) from None
         name = str(name)
         if name in mapping:
             raise ConfigurationError(f"duplicate input name {name!r}")
@@ -500,36 +584,80 @@ def _is_missing(value: Any) -> bool:
     return False
 
 
-def _convert_column(df: pd.DataFrame, column: Hashable) -> list[Any]:
+def _convert_column(df: pd.DataFrame, column: Hashable, *, as_files: bool = False) -> list[Any]:
+    """The column's cells as JSON values (missing: `_MISSING`); strings are files only when
+    `as_files`. Raises ConfigurationError naming column and row for a cell that cannot be sent."""
     values = _column_values(df, column)
     out = []
     for position, value in enumerate(values):
         kind = type(value)
-        # Fast path: the plain types nearly every cell has.
-        if kind is int or kind is bool:
-            out.append(value)
-        elif kind is str and "." not in value and "/" not in value and "\\" not in value:
-            out.append(value)  # no separator and no extension: cannot name a file (inputs.py)
-        elif kind is float:
-            if value != value:
+        try:
+            # Fast path: the plain types nearly every cell has.
+            if kind is str and not as_files:
+                out.append(value if value.isascii() else _checked_text(value, ""))
+            elif kind is bool:
+                out.append(value)
+            elif kind is int:
+                out.append(_checked_int(value, ""))
+            elif kind is float:
+                if value != value:
+                    out.append(_MISSING)
+                elif math.isinf(value):
+                    raise _NotJSON(f"float {value!r} cannot be sent as JSON")
+                else:
+                    out.append(value)  # whole floats become ints later, where the schema allows
+            elif value is None or _is_missing(value):
                 out.append(_MISSING)
-            elif math.isinf(value):
-                raise ConfigurationError(
-                    f"column {column!r}, row {_label(df, position)!r}: float {value!r} "
-                    f"cannot be sent as JSON"
-                )
+            elif as_files and isinstance(value, str):
+                out.append(_opted_in_file(value))
+            elif as_files and isinstance(value, (list, tuple)) and all(
+                isinstance(item, str) for item in value
+            ):
+                out.append([_opted_in_file(item) for item in value])
             else:
-                out.append(int(value) if value.is_integer() and abs(value) < 2**53 else value)
-        elif value is None or _is_missing(value):
-            out.append(_MISSING)
-        else:
-            try:
                 out.append(_to_json(value))
-            except _NotJSON as exc:
-                raise ConfigurationError(
-                    f"column {column!r}, row {_label(df, position)!r}: {exc}"
-                ) from None
+        except _NotJSON as exc:
+            raise ConfigurationError(
+                f"column {column!r}, row {_label(df, position)!r}: {exc}"
+            ) from None
     return out
+
+
+def _opted_in_file(text: str) -> Any:
+    """A string of a ``files=`` column: a URL stays as it is, a path must be an existing file."""
+    if is_uri(text):
+        return _checked_text(text, "")
+    try:
+        file = path_file_input(text)
+    except ConfigurationError as exc:
+        raise _NotJSON(str(exc)) from None
+    if file is None:
+        raise _NotJSON(
+            f"{text[:80]!r} is not an existing local file (the column is listed in files=)"
+        )
+    return file
+
+
+def _checked_text(text: str, where: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = text[exc.start : exc.end]
+        raise _NotJSON(
+            f"text{_at(where)} holds a lone surrogate {bad!r} at character {exc.start}, which is "
+            f"not valid Unicode and cannot be sent (was the file decoded with the wrong encoding?)"
+        ) from None
+    return text
+
+
+_INT_RANGE = (-(2**63), 2**64 - 1)
+
+
+def _checked_int(value: int, where: str) -> int:
+    # JSON itself has no limit, but the cache's encoder and Replicate's API stop at 64 bits.
+    if not _INT_RANGE[0] <= value <= _INT_RANGE[1]:
+        raise _NotJSON(f"integer {value}{_at(where)} is beyond 64 bits and cannot be sent")
+    return value
 
 
 class _NotJSON(Exception):
@@ -543,23 +671,19 @@ def _at(where: str) -> str:
 def _to_json(value: Any, where: str = "") -> Any:
     """`value` as JSON types (FileInputs kept); raises _NotJSON saying what and where."""
     if isinstance(value, str):
-        text = str(value)
-        return as_file_input(text) or text
+        stored = as_file_input(value)  # an OutputFile of the store; a plain string is text
+        return stored if stored is not None else _checked_text(str(value), where)
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, np.bool_):
         return bool(value)
     if isinstance(value, (int, np.integer)):
-        return int(value)
+        return _checked_int(int(value), where)
     if isinstance(value, (float, np.floating)):
         number = float(value)
         if not math.isfinite(number):
             raise _NotJSON(f"{type(value).__name__} {number!r}{_at(where)} cannot be sent as JSON")
-        # pandas turns an int column with a missing cell into floats (24 -> 24.0); a model with
-        # an integer input rejects 24.0, while a float input accepts 24. Keys treat them alike.
-        if number.is_integer() and abs(number) < 2**53:
-            return int(number)
-        return number
+        return number  # whole floats become ints later, where the schema allows (schema.py)
     if isinstance(value, FileInput):
         return value
     if isinstance(value, (datetime, date)):  # pd.Timestamp is a datetime
@@ -573,6 +697,7 @@ def _to_json(value: Any, where: str = "") -> Any:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise _NotJSON(f"dict key {key!r} ({type(key).__name__}){_at(where)} is not a string")
+            _checked_text(key, f"{where}[key]")
             converted[str(key)] = _to_json(item, f"{where}[{key!r}]")
         return converted
     if isinstance(value, np.ndarray):

@@ -21,7 +21,7 @@ import math
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
@@ -50,6 +50,7 @@ from .inputs import SMALL_FILE_BYTES, FileInput, content_hash, data_uri, map_fil
 from .keys import cache_key, canonical_json
 from .limiter import DEFAULT_READ_RATE, AdaptiveRateLimiter, TokenBucket, poll_interval
 from .refs import ModelRef, parse_model_ref
+from .schema import InputSchema, shape_input
 from .summary import format_summary, summarize
 
 __all__ = ["DEFAULT_CONCURRENCY", "arun", "run"]
@@ -73,6 +74,9 @@ class Target:
     ident: str  # version id, "owner/name" or "owner/name" of the deployment
     identity: str  # the resolved version (or official model name) that keys the cache
     model_name: str | None  # "owner/name" when known, for cost lookups
+    # The version's input schema, when the service published one (rows are checked against it
+    # before anything is sent); None: inputs go as they are and the service validates.
+    schema: InputSchema | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass
@@ -92,6 +96,7 @@ class _RunState:
     succeeded: int = 0
     failed: int = 0
     cached: int = 0
+    invalid: int = 0  # rows the input schema refused: nothing was sent for them
     spent: float = 0.0
 
 
@@ -299,6 +304,8 @@ class _Engine:
     async def _resolve_one(self, ref: ModelRef) -> Target:
         if ref.kind == "version":
             name = f"{ref.owner}/{ref.name}" if ref.owner else None
+            # No request: a fully cached run of a pinned version needs none. Its schema is read
+            # later, for the rows the cache lacks (`_execute`); a bare id has no schema to read.
             return Target("version", ref.version, ref.version, name)
         name = f"{ref.owner}/{ref.name}"
         if ref.kind == "deployment":
@@ -306,15 +313,35 @@ class _Engine:
             release = (reply.body or {}).get("current_release") or {}
             version = release.get("version") or name
             model = release.get("model") or None
-            return Target("deployment", name, f"deployments/{name}@{version}", model)
+            # The release names its model and version; that version's schema checks the rows.
+            schema = await self._version_schema(model, version) if model and version != name else None
+            return Target("deployment", name, f"deployments/{name}@{version}", model, schema)
         reply = await self._read(lambda: self.edge.request("GET", f"/v1/models/{name}"))
         body = reply.body or {}
-        latest = (body.get("latest_version") or {}).get("id")
+        latest_version = body.get("latest_version") or {}
+        latest = latest_version.get("id")
+        # models-get.yaml: latest_version carries the version's openapi_schema.
+        schema = InputSchema.from_openapi(latest_version.get("openapi_schema"))
         if body.get("is_official") or not latest:
             # Official models run through the model endpoint; they are keyed by their latest
             # version when they expose one, so a new release still misses the cache.
-            return Target("model", name, latest or name, name)
-        return Target("version", latest, latest, name)
+            return Target("model", name, latest or name, name, schema)
+        return Target("version", latest, latest, name, schema)
+
+    async def _version_schema(self, model: str | None, version: str | None) -> InputSchema | None:
+        """The input schema of `model`'s `version` (GET /v1/models/{o}/{n}/versions/{id}), or
+        None when it cannot be read: the service then validates the input itself."""
+        if not model or not version:
+            return None
+        try:
+            reply = await self._read(
+                lambda: self.edge.request("GET", f"/v1/models/{model}/versions/{version}")
+            )
+        except AuthenticationError:
+            raise
+        except ReplicateAPIError:
+            return None
+        return InputSchema.from_openapi((reply.body or {}).get("openapi_schema"))
 
     # -- inputs ------------------------------------------------------------------------------
 
@@ -699,6 +726,7 @@ async def arun(
     client: Any = None,
     hardware: dict[str, str] | None = None,
     prices: Any = None,
+    files: list[str] | str | None = None,
 ) -> pd.DataFrame:
     """Run every row of ``df`` as a Replicate prediction; return ``df`` plus result columns.
 
@@ -707,7 +735,7 @@ async def arun(
     """
     concurrency = _validate_options(concurrency, rate_limit, timeout, retries, max_cost)
     with gc_paused(len(df)):
-        plan = frames.plan_jobs(df, model=model, inputs=inputs)
+        plan = frames.plan_jobs(df, model=model, inputs=inputs, files=files)
     table = PriceTable.default().with_overrides(prices=prices, hardware=hardware)
     store = await anyio.to_thread.run_sync(open_cache, cache)
     started = time.monotonic()
@@ -745,6 +773,7 @@ async def arun(
         # numpy reads None as NaN in a float array: cached and never-sent rows have no times.
         result[column] = np.array([row.get(column) if row else None for row in rows], dtype=float)
     summary = summarize(result, time.monotonic() - started)
+    summary["invalid"] = engine.state.invalid
     summary["create_rate_per_minute"] = engine.creates.ceiling_per_minute
     if engine.bar is not None:
         engine.bar.set_postfix_str(format_summary(summary), refresh=False)
@@ -766,24 +795,45 @@ async def _execute(engine: _Engine, plan: frames.Plan) -> list[dict]:
         engine.edge.require_token()
     targets = await engine.resolve(distinct)
 
+    # Pinned "owner/name:version" rows are keyed before their schema is read (only the rows
+    # the cache lacks need it); `raw` keeps their planned input to shape again once it is known.
+    late = {m for m in distinct if (r := parse_model_ref(m)).kind == "version" and r.owner}
+    raw: dict[int, dict] = {}
     for i, job in enumerate(jobs):
         target = targets[job.model]
         if isinstance(target, ReplicateAPIError):
             rows[i] = frames.error_row("error", f"{job.model}: {target}")
+            continue
+        if job.model in late:
+            raw[i] = job.input
+        # Before keys: a string the schema calls a file is keyed (and sent) by its content.
+        _shape(engine, job, target, rows, i)
 
     pending: dict[int, dict] = {}
     if engine.cache is not None:
-        with gc_paused(len(jobs)):
-            for i, job in enumerate(jobs):
-                if rows[i] is None:
-                    keys[i] = cache_key(targets[job.model].identity, job.input, job.sample)
-        wanted = [k for k in keys if k is not None]
-        hits = {} if engine.refresh else await anyio.to_thread.run_sync(engine.cache.get_many, wanted)
-        for i, key in enumerate(keys):
-            if key is not None and rows[i] is None:
-                entry = hits.get(key)
-                if entry is not None:
-                    rows[i] = _cached_row(entry)
+        await _lookup(engine, jobs, targets, keys, rows, range(len(jobs)))
+    late_misses = [i for i in raw if rows[i] is None]
+    if late_misses and engine.edge.has_token:
+        for model in {jobs[i].model for i in late_misses}:
+            target = targets[model]
+            assert isinstance(target, Target)
+            schema = await engine._version_schema(target.model_name, target.ident)
+            targets[model] = replace(target, schema=schema)
+        rekey = []
+        for i in late_misses:
+            job = jobs[i]
+            job.input = raw[i]
+            pinned = targets[job.model]
+            assert isinstance(pinned, Target)
+            _shape(engine, job, pinned, rows, i)
+            if rows[i] is None and keys[i] is not None:
+                key = cache_key(pinned.identity, job.input, job.sample)
+                if key != keys[i]:  # a path became a file: it is keyed by its content
+                    keys[i] = key
+                    rekey.append(i)
+        if rekey and engine.cache is not None:
+            await _lookup(engine, jobs, targets, keys, rows, rekey)
+    if engine.cache is not None:
         misses = [keys[i] for i in range(len(jobs)) if keys[i] is not None and rows[i] is None]
         if misses:
             found = await anyio.to_thread.run_sync(engine.cache.pending_many, misses)
@@ -816,6 +866,35 @@ async def _execute(engine: _Engine, plan: frames.Plan) -> list[dict]:
                 await writer.flush()  # keep every result that arrived before the interrupt
         raise
     return [row for row in rows]  # type: ignore[misc]
+
+
+def _shape(engine: _Engine, job: frames.Job, target: Target, rows: list, i: int) -> None:
+    """Shape the job's input for its schema; a row the schema refuses ends ``error`` here."""
+    job.input, problems = shape_input(job.input, target.schema)
+    if problems:
+        rows[i] = frames.error_row("error", "invalid input: " + "; ".join(problems))
+        engine.state.invalid += 1
+
+
+async def _lookup(
+    engine: _Engine, jobs: list, targets: dict, keys: list, rows: list, positions: Any
+) -> None:
+    """Key the rows at `positions` still open and fill in those the cache holds."""
+    assert engine.cache is not None
+    with gc_paused(len(jobs)):
+        for i in positions:
+            if rows[i] is None and keys[i] is None:
+                job = jobs[i]
+                keys[i] = cache_key(targets[job.model].identity, job.input, job.sample)
+    wanted = [keys[i] for i in positions if keys[i] is not None and rows[i] is None]
+    if engine.refresh or not wanted:
+        return
+    hits = await anyio.to_thread.run_sync(engine.cache.get_many, wanted)
+    for i in positions:
+        if keys[i] is not None and rows[i] is None:
+            entry = hits.get(keys[i])
+            if entry is not None:
+                rows[i] = _cached_row(entry)
 
 
 async def _run_into(engine, rows, i, job, target, key, pending, bar) -> None:  # noqa: ANN001

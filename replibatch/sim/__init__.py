@@ -108,9 +108,12 @@ def serve(
       seed=None: RNG seed for faults (None: unpredictable).
     ``Cancel-After`` headers are honoured in real seconds.
 
-    Raises ValueError for an out-of-range option, TypeError for an unsupported model, OSError
-    when the port cannot be bound.
+    Raises ValueError for an out-of-range option (``port`` outside 0–65535 included), TypeError
+    for an unsupported model, OSError when the port cannot be bound.
     """
+    # Checked here: the socket layer would raise OverflowError, which is not the documented error.
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ValueError(f"port must be 0–65535, got {port!r}")
     options = SimOptions(
         api_tokens=frozenset(api_tokens) if api_tokens is not None else None,
         create_rate=create_rate,
