@@ -183,7 +183,7 @@ def plan_jobs(
 
 def is_result_frame(df: pd.DataFrame) -> bool:
     """True when `df` is (a part of) a frame a run returned, being run again: it carries the run
-    summary, or it has ``output`` and a ``status`` column holding only row statuses."""
+    summary, or it has ``output`` and a ``status`` column holding row statuses (at least one)."""
     if isinstance(df.attrs.get("replibatch"), Mapping):
         return True
     if "output" not in df.columns or "status" not in df.columns:
@@ -192,7 +192,8 @@ def is_result_frame(df: pd.DataFrame) -> bool:
     if isinstance(statuses, pd.DataFrame):
         return False
     known = set(STATUSES) | {"starting", "processing"}
-    return all(_is_missing(value) or value in known for value in statuses.unique())
+    present = [value for value in statuses.unique() if not _is_missing(value)]
+    return bool(present) and all(isinstance(v, str) and v in known for v in present)
 
 
 def _check_collisions(df: pd.DataFrame, model: Any) -> None:
@@ -513,7 +514,10 @@ def _input_columns(
         pairs = [
             (column, column)
             for column in df.columns
-            if column != model_column and column not in _RESERVED_COLUMNS
+            # `model_column` is None when the model came from the argument: a column named
+            # None is then the user's like any other (and refused below for its name).
+            if (model_column is None or column != model_column)
+            and column not in _RESERVED_COLUMNS
         ]
     elif isinstance(inputs, str):
         pairs = [(inputs, inputs)]

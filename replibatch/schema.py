@@ -27,7 +27,7 @@ from .inputs import FileInput, is_uri, path_file_input
 
 __all__ = ["InputSchema", "shape_input"]
 
-_VALUE_CHARS = 60
+_VALUE_CHARS = 120
 # What a FileInput will be once sent (a data URI or an uploaded file's URL): validated as a URI.
 _FILE_PLACEHOLDER = "data:application/octet-stream;base64,"
 _ARTICLE = {"integer": "an integer", "array": "an array", "object": "an object"}
