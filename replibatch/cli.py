@@ -630,7 +630,7 @@ def _checked_target(text: str, option: str) -> Path:
 _CLI_SPELLINGS = (
     ("cache=False (--no-cache on the command line)", "--no-cache"),
     ("cache=False", "--no-cache"),
-    ("files=", "--files "),
+    ("files=", "--files"),
     ("model=", "--model "),
 )
 

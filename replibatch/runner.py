@@ -50,7 +50,7 @@ from .inputs import SMALL_FILE_BYTES, FileInput, content_hash, data_uri, map_fil
 from .keys import cache_key, canonical_json
 from .limiter import DEFAULT_READ_RATE, AdaptiveRateLimiter, TokenBucket, poll_interval
 from .refs import ModelRef, parse_model_ref
-from .schema import InputSchema, shape_input
+from .schema import InputSchema, promote_files, shape_input
 from .summary import format_summary, summarize
 
 __all__ = ["DEFAULT_CONCURRENCY", "arun", "run"]
@@ -795,24 +795,25 @@ async def _execute(engine: _Engine, plan: frames.Plan) -> list[dict]:
         engine.edge.require_token()
     targets = await engine.resolve(distinct)
 
-    # Pinned "owner/name:version" rows are keyed before their schema is read (only the rows
-    # the cache lacks need it); `raw` keeps their planned input to shape again once it is known.
+    # Files first: a string the schema calls a file is keyed (and sent) by its content. The
+    # rest of the schema is checked below, only for the rows the cache cannot serve. Pinned
+    # "owner/name:version" rows are keyed before their schema is read (only rows the cache
+    # lacks need it): their files are promoted, and they are keyed again, once it is known.
     late = {m for m in distinct if (r := parse_model_ref(m)).kind == "version" and r.owner}
-    raw: dict[int, dict] = {}
+    late_rows: list[int] = []
     for i, job in enumerate(jobs):
         target = targets[job.model]
         if isinstance(target, ReplicateAPIError):
             rows[i] = frames.error_row("error", f"{job.model}: {target}")
             continue
         if job.model in late:
-            raw[i] = job.input
-        # Before keys: a string the schema calls a file is keyed (and sent) by its content.
-        _shape(engine, job, target, rows, i)
+            late_rows.append(i)
+        _promote(engine, job, target, rows, i)
 
     pending: dict[int, dict] = {}
     if engine.cache is not None:
         await _lookup(engine, jobs, targets, keys, rows, range(len(jobs)))
-    late_misses = [i for i in raw if rows[i] is None]
+    late_misses = [i for i in late_rows if rows[i] is None]
     if late_misses and engine.edge.has_token:
         for model in {jobs[i].model for i in late_misses}:
             target = targets[model]
@@ -822,10 +823,9 @@ async def _execute(engine: _Engine, plan: frames.Plan) -> list[dict]:
         rekey = []
         for i in late_misses:
             job = jobs[i]
-            job.input = raw[i]
             pinned = targets[job.model]
             assert isinstance(pinned, Target)
-            _shape(engine, job, pinned, rows, i)
+            _promote(engine, job, pinned, rows, i)
             if rows[i] is None and keys[i] is not None:
                 key = cache_key(pinned.identity, job.input, job.sample)
                 if key != keys[i]:  # a path became a file: it is keyed by its content
@@ -833,6 +833,9 @@ async def _execute(engine: _Engine, plan: frames.Plan) -> list[dict]:
                     rekey.append(i)
         if rekey and engine.cache is not None:
             await _lookup(engine, jobs, targets, keys, rows, rekey)
+    for i, job in enumerate(jobs):
+        if rows[i] is None:
+            _shape(engine, job, targets[job.model], rows, i)  # type: ignore[arg-type]
     if engine.cache is not None:
         misses = [keys[i] for i in range(len(jobs)) if keys[i] is not None and rows[i] is None]
         if misses:
@@ -868,12 +871,25 @@ async def _execute(engine: _Engine, plan: frames.Plan) -> list[dict]:
     return [row for row in rows]  # type: ignore[misc]
 
 
+def _refuse(engine: _Engine, rows: list, i: int, problems: list[str]) -> None:
+    rows[i] = frames.error_row("error", "invalid input: " + "; ".join(problems))
+    engine.state.invalid += 1
+
+
+def _promote(engine: _Engine, job: frames.Job, target: Target, rows: list, i: int) -> None:
+    """Turn the paths of the schema's file inputs into files (before keying the row)."""
+    promoted, problems = promote_files(job.input, target.schema)
+    if promoted is not job.input:
+        job.input = dict(promoted)
+    if problems:
+        _refuse(engine, rows, i, problems)
+
+
 def _shape(engine: _Engine, job: frames.Job, target: Target, rows: list, i: int) -> None:
     """Shape the job's input for its schema; a row the schema refuses ends ``error`` here."""
     job.input, problems = shape_input(job.input, target.schema)
     if problems:
-        rows[i] = frames.error_row("error", "invalid input: " + "; ".join(problems))
-        engine.state.invalid += 1
+        _refuse(engine, rows, i, problems)
 
 
 async def _lookup(

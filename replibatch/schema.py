@@ -25,7 +25,7 @@ import jsonschema
 from .errors import ConfigurationError
 from .inputs import FileInput, is_uri, path_file_input
 
-__all__ = ["InputSchema", "shape_input"]
+__all__ = ["InputSchema", "promote_files", "shape_input"]
 
 _VALUE_CHARS = 120
 # What a FileInput will be once sent (a data URI or an uploaded file's URL): validated as a URI.
@@ -303,6 +303,24 @@ def _promote(value: Any) -> tuple[Any, str | None]:
         except ConfigurationError as exc:
             return value, str(exc)
     return value, None
+
+
+def promote_files(
+    value: Mapping[str, Any], schema: InputSchema | None
+) -> tuple[Mapping[str, Any], list[str]]:
+    """`value` with the strings of the schema's file inputs that name existing local files as
+    FileInputs (hashed now: a file is keyed by its content), and the files that could not be
+    read. `value` itself when the schema has no file input. Done before cache keys are made;
+    `shape_input` does the rest once the cache has answered."""
+    if schema is None or not schema.file_fields or not schema.file_fields & value.keys():
+        return value, []
+    promoted = dict(value)
+    problems = []
+    for name in schema.file_fields & value.keys():
+        promoted[name], problem = _promote(value[name])
+        if problem:
+            problems.append(f"input.{name}: {problem}")
+    return promoted, problems
 
 
 def shape_input(value: Mapping[str, Any], schema: InputSchema | None) -> tuple[dict[str, Any], list[str]]:

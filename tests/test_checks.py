@@ -147,6 +147,21 @@ def test_a_path_is_a_file_where_the_schema_says_uri_or_files_opts_in(sim, tmp_pa
     assert sim.stats.requests == {}
 
 
+def test_a_path_for_a_pinned_version_is_keyed_by_the_file_content(sim, tmp_path):
+    from PIL import Image
+
+    picture = tmp_path / "in.png"
+    Image.new("RGB", (8, 8), "red").save(picture)
+    df = pd.DataFrame({"prompt": ["a"], "image": [str(picture)], "width": 64, "height": 64})
+    pinned = f"{IMAGE}:{version_of(IMAGE)}"
+    assert go(df, sim, model=pinned)["status"].iloc[0] == "succeeded"
+    assert go(df, sim, model=pinned)["cached"].iloc[0]  # same path, same bytes: from the cache
+    Image.new("RGB", (8, 8), "blue").save(picture)
+    sim.stats.reset()
+    again = go(df, sim, model=pinned)
+    assert not again["cached"].iloc[0] and sim.stats.creates == 1  # new bytes: a new result
+
+
 # -- 3. columns are the user's ------------------------------------------------------------------
 
 
