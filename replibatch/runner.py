@@ -833,9 +833,6 @@ async def _execute(engine: _Engine, plan: frames.Plan) -> list[dict]:
                     rekey.append(i)
         if rekey and engine.cache is not None:
             await _lookup(engine, jobs, targets, keys, rows, rekey)
-    for i, job in enumerate(jobs):
-        if rows[i] is None:
-            _shape(engine, job, targets[job.model], rows, i)  # type: ignore[arg-type]
     if engine.cache is not None:
         misses = [keys[i] for i in range(len(jobs)) if keys[i] is not None and rows[i] is None]
         if misses:
@@ -843,6 +840,10 @@ async def _execute(engine: _Engine, plan: frames.Plan) -> list[dict]:
             for i, key in enumerate(keys):
                 if key in found and rows[i] is None:
                     pending[i] = found[key]
+    for i, job in enumerate(jobs):
+        if rows[i] is None:
+            # A row with a marker was sent by an earlier run: it re-attaches, never refused.
+            _shape(engine, job, targets[job.model], rows, i, refuse=i not in pending)  # type: ignore[arg-type]
     engine.state.cached = sum(1 for r in rows if r is not None and r.get("cached"))
 
     todo = [i for i in range(len(jobs)) if rows[i] is None]
@@ -885,10 +886,12 @@ def _promote(engine: _Engine, job: frames.Job, target: Target, rows: list, i: in
         _refuse(engine, rows, i, problems)
 
 
-def _shape(engine: _Engine, job: frames.Job, target: Target, rows: list, i: int) -> None:
+def _shape(
+    engine: _Engine, job: frames.Job, target: Target, rows: list, i: int, *, refuse: bool = True
+) -> None:
     """Shape the job's input for its schema; a row the schema refuses ends ``error`` here."""
     job.input, problems = shape_input(job.input, target.schema)
-    if problems:
+    if problems and refuse:
         _refuse(engine, rows, i, problems)
 
 
