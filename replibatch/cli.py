@@ -471,10 +471,13 @@ def _cache(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         before = store.info()
         if args.model is None and older is None and not args.yes and _interactive():
             # Everything goes, paid results included: ask first (scripts, off a terminal, don't).
-            answer = input(
-                f"delete all {before.entries} cached results and {before.files} output files in "
-                f"{store.directory}? They were paid for. [y/N] "
-            )
+            try:
+                answer = input(
+                    f"delete all {before.entries} cached results and {before.files} output files "
+                    f"in {store.directory}? They were paid for. [y/N] "
+                )
+            except EOFError:
+                answer = ""
             if answer.strip().lower() not in ("y", "yes"):
                 print("nothing deleted")
                 return 0

@@ -277,6 +277,30 @@ def test_an_unusable_cache_directory_is_refused_first_in_cli_words(real_cli, tmp
     assert real_cli.stats.requests == {}
 
 
+def test_the_token_and_the_model_reference_are_checked_first(sim):
+    df = pd.DataFrame({"prompt": ["a"]})
+    with pytest.raises(ConfigurationError, match="No Replicate API token"):
+        rb.run(df, model=TEXT, base_url=sim.url, progress=False)
+    with pytest.raises(ConfigurationError, match="cannot parse model reference 'Acme/Model!'"):
+        go(df, sim, model="Acme/Model!")
+    assert sim.stats.requests == {}
+
+
+def test_files_on_the_cli_names_columns_of_the_input(tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "OFFLINE_SIM_OPTIONS", {**cli.OFFLINE_SIM_OPTIONS, "time_scale": 0.01})
+    Image.new("RGB", (8, 8), "red").save("in.png")
+    pd.DataFrame({"prompt": ["a"], "image": ["in.png"], "width": [64], "height": [64]}).to_csv(
+        "in.csv", index=False)
+    assert main(["run", "in.csv", "--model", IMAGE, "--offline", "--files", "picture"]) == 2
+    assert "--files names 'picture', which is not a column of the input" in capsys.readouterr().err
+    assert main(["run", "in.csv", "--model", IMAGE, "--offline", "--files", "image", "--quiet",
+                 "--out", "r.jsonl"]) == 0
+    assert '"status": "succeeded"' in Path("r.jsonl").read_text()
+
+
 # -- 6. the offline path from a plain install ---------------------------------------------------
 
 
