@@ -27,14 +27,15 @@ import operator
 import re
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from .cells import MISSING, CellError, convert_cells, is_missing
 from .errors import ConfigurationError
-from .inputs import FileInput, as_file_input, is_uri, path_file_input
+from .inputs import is_uri
 from .refs import ModelRef, parse_model_ref
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "Plan",
     "assemble",
     "error_row",
+    "is_result_frame",
     "one_line",
     "parse_timestamp",
     "plan_jobs",
@@ -93,7 +95,6 @@ ADDED_COLUMNS: frozenset[str] = frozenset(
 _RESERVED_COLUMNS = ADDED_COLUMNS | {SAMPLE_COLUMN}
 _FLOAT_COLUMNS = frozenset(("queue_s", "predict_s", "latency_s", "cost_usd"))
 _INT_TOKEN_COLUMNS = frozenset(("input_token_count", "output_token_count"))
-_MISSING = object()
 
 
 @dataclass
@@ -174,7 +175,7 @@ def plan_jobs(
         row_input = {}
         for name, values in converted:
             value = values[position]
-            if value is not _MISSING:
+            if value is not MISSING:
                 row_input[name] = value
         ref = refs[position]
         jobs.append(Job(position, str(ref), row_input, samples[position], ref))
@@ -192,7 +193,7 @@ def is_result_frame(df: pd.DataFrame) -> bool:
     if isinstance(statuses, pd.DataFrame):
         return False
     known = set(STATUSES) | {"starting", "processing"}
-    present = [value for value in statuses.unique() if not _is_missing(value)]
+    present = [value for value in statuses.unique() if not is_missing(value)]
     return bool(present) and all(isinstance(v, str) and v in known for v in present)
 
 
@@ -481,7 +482,7 @@ def _plan_models(df: pd.DataFrame, model: str | ModelRef | None) -> tuple[str | 
             except TypeError:
                 ref = None
             if ref is None:
-                if _is_missing(value):
+                if is_missing(value):
                     raise ConfigurationError(
                         f"column {model!r}, row {_label(df, position)!r}: no model reference"
                     )
@@ -560,7 +561,7 @@ def _samples(df: pd.DataFrame) -> list[int]:
         return [0] * len(df)
     samples = []
     for position, value in enumerate(_column_values(df, SAMPLE_COLUMN)):
-        if _is_missing(value):
+        if is_missing(value):
             samples.append(0)
             continue
         if isinstance(value, (float, np.floating)) and float(value).is_integer():
@@ -578,149 +579,13 @@ def _samples(df: pd.DataFrame) -> list[int]:
     return samples
 
 
-def _is_missing(value: Any) -> bool:
-    if value is None or value is pd.NA or value is pd.NaT:
-        return True
-    if isinstance(value, (float, np.floating)):
-        return math.isnan(value)
-    if isinstance(value, np.datetime64):
-        return bool(np.isnat(value))
-    return False
-
-
 def _convert_column(df: pd.DataFrame, column: Hashable, *, as_files: bool = False) -> list[Any]:
-    """The column's cells as JSON values (missing: `_MISSING`); strings are files only when
-    `as_files`. Raises ConfigurationError naming column and row for a cell that cannot be sent."""
-    values = _column_values(df, column)
-    out = []
-    for position, value in enumerate(values):
-        kind = type(value)
-        try:
-            # Fast path: the plain types nearly every cell has.
-            if kind is str and not as_files:
-                out.append(value if value.isascii() else _checked_text(value, ""))
-            elif kind is bool:
-                out.append(value)
-            elif kind is int:
-                out.append(_checked_int(value, ""))
-            elif kind is float:
-                if value != value:
-                    out.append(_MISSING)
-                elif math.isinf(value):
-                    raise _NotJSON(f"float {value!r} cannot be sent as JSON")
-                else:
-                    out.append(value)  # whole floats become ints later, where the schema allows
-            elif value is None or _is_missing(value):
-                out.append(_MISSING)
-            elif as_files and isinstance(value, str):
-                out.append(_opted_in_file(value))
-            elif as_files and isinstance(value, (list, tuple)) and all(
-                isinstance(item, str) for item in value
-            ):
-                out.append([_opted_in_file(item) for item in value])
-            else:
-                out.append(_to_json(value))
-        except _NotJSON as exc:
-            raise ConfigurationError(
-                f"column {column!r}, row {_label(df, position)!r}: {exc}"
-            ) from None
-    return out
+    """The column's cells as JSON values (missing: `MISSING`), see `cells.convert_cells`.
 
-
-def _opted_in_file(text: str) -> Any:
-    """A string of a ``files=`` column: a URL stays as it is, a path must be an existing file."""
-    if is_uri(text):
-        return _checked_text(text, "")
+    Raises ConfigurationError naming column and row for a cell that cannot be sent."""
     try:
-        file = path_file_input(text)
-    except ConfigurationError as exc:
-        raise _NotJSON(str(exc)) from None
-    if file is None:
-        raise _NotJSON(
-            f"{text[:80]!r} is not an existing local file (the column is listed in files=)"
-        )
-    return file
-
-
-def _checked_text(text: str, where: str) -> str:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        bad = text[exc.start : exc.end]
-        raise _NotJSON(
-            f"text{_at(where)} holds a lone surrogate {bad!r} at character {exc.start}, which is "
-            f"not valid Unicode and cannot be sent (was the file decoded with the wrong encoding?)"
+        return convert_cells(_column_values(df, column), as_files=as_files)
+    except CellError as exc:
+        raise ConfigurationError(
+            f"column {column!r}, row {_label(df, exc.position)!r}: {exc}"
         ) from None
-    return text
-
-
-_INT_RANGE = (-(2**63), 2**64 - 1)
-
-
-def _checked_int(value: int, where: str) -> int:
-    # JSON itself has no limit, but the cache's encoder and Replicate's API stop at 64 bits.
-    if not _INT_RANGE[0] <= value <= _INT_RANGE[1]:
-        raise _NotJSON(f"integer {value}{_at(where)} is beyond 64 bits and cannot be sent")
-    return value
-
-
-class _NotJSON(Exception):
-    pass
-
-
-def _at(where: str) -> str:
-    return f" at {where}" if where else ""
-
-
-def _to_json(value: Any, where: str = "") -> Any:
-    """`value` as JSON types (FileInputs kept); raises _NotJSON saying what and where."""
-    if isinstance(value, str):
-        stored = as_file_input(value)  # an OutputFile of the store; a plain string is text
-        return stored if stored is not None else _checked_text(str(value), where)
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return _checked_int(int(value), where)
-    if isinstance(value, (float, np.floating)):
-        number = float(value)
-        if not math.isfinite(number):
-            raise _NotJSON(f"{type(value).__name__} {number!r}{_at(where)} cannot be sent as JSON")
-        return number  # whole floats become ints later, where the schema allows (schema.py)
-    if isinstance(value, FileInput):
-        return value
-    if isinstance(value, (datetime, date)):  # pd.Timestamp is a datetime
-        return value.isoformat()
-    if isinstance(value, np.datetime64):
-        if np.isnat(value):
-            raise _NotJSON(f"NaT{_at(where)} cannot be sent as JSON")
-        return pd.Timestamp(value).isoformat()
-    if isinstance(value, Mapping):
-        converted = {}
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise _NotJSON(f"dict key {key!r} ({type(key).__name__}){_at(where)} is not a string")
-            _checked_text(key, f"{where}[key]")
-            converted[str(key)] = _to_json(item, f"{where}[{key!r}]")
-        return converted
-    if isinstance(value, np.ndarray):
-        value = value.tolist()
-    if isinstance(value, (list, tuple)):
-        converted_items = []
-        for index, item in enumerate(value):
-            if item is pd.NA or item is pd.NaT:
-                raise _NotJSON(f"{item!r}{_at(f'{where}[{index}]')} cannot be sent as JSON")
-            converted_items.append(_to_json(item, f"{where}[{index}]"))
-        return converted_items
-    try:
-        file = as_file_input(value)
-    except ConfigurationError as exc:
-        raise _NotJSON(str(exc)) from None
-    if file is not None:
-        return file
-    raise _NotJSON(
-        f"a {type(value).__module__}.{type(value).__qualname__} value{_at(where)} cannot be sent "
-        f"as JSON "
-        f"(use str, numbers, bool, lists, dicts, file paths, bytes or images)"
-    )
