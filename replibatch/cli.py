@@ -392,6 +392,10 @@ def build_parser() -> argparse.ArgumentParser:
     clear.add_argument("--yes", "-y", action="store_true",
                        help="do not ask before deleting every result (asked only on a terminal)")
 
+    from .spend_cli import add_spend_parser
+
+    add_spend_parser(commands)
+
     # The simulator keeps its own options; they are shown here and handed to it unchanged.
     commands.add_parser(
         "sim",
@@ -423,6 +427,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "cache":
             return _cache(args, parser)
+        if args.command == "spend":
+            from .errors import ConfigurationError
+            from .spend_cli import spend_command
+
+            try:
+                return spend_command(args)
+            except ConfigurationError as exc:
+                raise CliError(str(exc)) from None
         if args.command == "sim":
             from .sim.cli import main as sim_main
 
