@@ -9,7 +9,7 @@ version and input, and returned as the input frame plus output, status, timing a
 """
 
 from . import accessor as _accessor  # noqa: F401 - registers df.replibatch
-from . import plot
+from . import plot, scorers
 from .browse import browse
 from .cache import CacheInfo, ResultCache, cache_info, clear_cache
 from .compare import Comparison, compare
@@ -21,7 +21,9 @@ from .errors import (
 )
 from .estimate import estimate
 from .grid import grid
+from .judge import ajudge, judge
 from .runner import arun, run
+from .score import score
 
 __version__ = "0.1.0"
 
@@ -34,6 +36,7 @@ __all__ = [
     "ReplicateAPIError",
     "ResultCache",
     "__version__",
+    "ajudge",
     "arun",
     "browse",
     "cache_info",
@@ -41,6 +44,9 @@ __all__ = [
     "compare",
     "estimate",
     "grid",
+    "judge",
     "plot",
     "run",
+    "score",
+    "scorers",
 ]

@@ -744,6 +744,11 @@ async def arun(
     for column in frames.TIMELINE_COLUMNS:
         # numpy reads None as NaN in a float array: cached and never-sent rows have no times.
         result[column] = np.array([row.get(column) if row else None for row in rows], dtype=float)
+    # Each row's cache key (None when it could not be keyed): ratings are stored under it.
+    result[frames.CACHE_KEY_COLUMN] = pd.Series(
+        [row.get(frames.CACHE_KEY_COLUMN) if row else None for row in rows],
+        index=result.index, dtype=object,
+    )
     summary = summarize(result, time.monotonic() - started)
     summary["create_rate_per_minute"] = engine.creates.ceiling_per_minute
     if engine.bar is not None:
@@ -815,6 +820,9 @@ async def _execute(engine: _Engine, plan: frames.Plan) -> list[dict]:
             with anyio.CancelScope(shield=True), anyio.move_on_after(_CLEANUP_SECONDS):
                 await writer.flush()  # keep every result that arrived before the interrupt
         raise
+    for i, key in enumerate(keys):
+        if rows[i] is not None:
+            rows[i][frames.CACHE_KEY_COLUMN] = key  # type: ignore[index]
     return [row for row in rows]  # type: ignore[misc]
 
 
