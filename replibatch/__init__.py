@@ -19,9 +19,12 @@ from .errors import (
     ReplibatchError,
     ReplicateAPIError,
 )
+from .diff import diff
 from .estimate import estimate
 from .grid import grid
 from .judge import ajudge, judge
+from .leaderboard import Leaderboard, leaderboard
+from .ratings import rate, ratings
 from .runner import arun, run
 from .score import score
 
@@ -32,6 +35,7 @@ __all__ = [
     "CacheInfo",
     "Comparison",
     "ConfigurationError",
+    "Leaderboard",
     "ReplibatchError",
     "ReplicateAPIError",
     "ResultCache",
@@ -42,10 +46,14 @@ __all__ = [
     "cache_info",
     "clear_cache",
     "compare",
+    "diff",
     "estimate",
     "grid",
     "judge",
+    "leaderboard",
     "plot",
+    "rate",
+    "ratings",
     "run",
     "score",
     "scorers",

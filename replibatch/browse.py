@@ -17,6 +17,7 @@ import pandas as pd
 from .compare import RESULT_COLUMNS, _key_part, format_seconds
 from .errors import ConfigurationError
 from .media import CSS, MediaRenderer, is_missing, local_path
+from .rating_widgets import RatingControls
 from .summary import format_usd
 
 __all__ = ["Browser", "browse"]
@@ -149,6 +150,8 @@ class Browser:
         self.rows = widgets.Select(options=[], rows=page_size, layout=widgets.Layout(width="100%"))
         self.rows.observe(self._on_select, names="value")
         self.detail = widgets.HTML()
+        # Thumbs / stars / best for the selected row, saved by cache key (rating_widgets.py).
+        self.rating = RatingControls(res)
         self.widget = widgets.VBox(
             [
                 widgets.HBox(
@@ -156,6 +159,7 @@ class Browser:
                 ),
                 widgets.HBox([self.prev_button, self.page_label, self.next_button]),
                 self.rows,
+                *([self.rating.widget] if self.rating.enabled else []),
                 self.detail,
             ]
         )
@@ -220,6 +224,8 @@ class Browser:
     def show_row(self, position: int) -> None:
         """Show row `position` large: its output, inputs, timing and cost."""
         self.detail.value = self.row_html(position)
+        if self.rating.enabled:
+            self.rating.show(position)
 
     def _on_filter(self, _change: dict[str, Any]) -> None:
         self.refresh()

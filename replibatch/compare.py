@@ -253,6 +253,7 @@ def compare(
     badges: bool = True,
     max_text: int | None = 400,
     max_px: int | None = 384,
+    only_different: bool = False,
 ) -> Comparison:
     """Pivot `res` into a side-by-side view of `values`, one row per `index`, one column per `columns`.
 
@@ -260,6 +261,8 @@ def compare(
     parameters that differ. In Jupyter it renders as a table with images, audio and video embedded
     from the local file store (images shrunk to `max_px`), text escaped and folded past
     `max_text` characters, and, with `badges`, each row's status, latency, cost and cache state.
+    With `only_different`, only the index rows whose `values` are not the same in every column
+    are shown (`replibatch.diff.differing_rows`).
 
     Raises ConfigurationError (a ValueError) when a named column is missing from `res` or a
     column is used both as index and as columns.
@@ -278,6 +281,10 @@ def compare(
     overlap = set(index_columns) & set(column_columns)
     if overlap:
         raise ConfigurationError(f"column {sorted(overlap)[0]!r} is used as both index and columns")
+    if only_different:
+        from .diff import differing_rows
+
+        res = res[differing_rows(res, index_columns, column_columns, values)]
     return Comparison(
         res,
         index=index_columns,

@@ -616,3 +616,6 @@ def timeline(data: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
     ax.set_title(f"Run timeline: {n} predictions, peak {peak_in_flight(spans)} in flight{rate}"
                  f"{_note(dropped, 'cached or not submitted')}")
     return ax
+
+
+from .plot_eval import score_vs_cost  # noqa: E402 - the evaluation plot lives in its own module

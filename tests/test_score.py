@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -101,7 +102,7 @@ def test_invalid_calls_raise_value_error() -> None:
         rb.score([1, 2])  # type: ignore[arg-type]
 
 
-def test_scores_a_simulator_run(tmp_path) -> None:  # noqa: ANN001
+def test_scores_a_simulator_run(tmp_path: Path) -> None:
     prompts = pd.DataFrame({"prompt": ["Write about tea.", "Write about rivers."]})
     with serve(time_scale=0.01, seed=0) as server:
         res = rb.run(rb.grid(prompts, temperature=[0.2, 0.9], seed=[1]), model="replibatch/tiny-llama",

@@ -18,6 +18,7 @@ demo image model's few-step pictures are washed out by grey noise, so more steps
 from __future__ import annotations
 
 import io
+import itertools
 import re
 from collections.abc import Mapping
 from typing import Any, Optional
@@ -31,7 +32,10 @@ __all__ = ["TextJudge", "VisionJudge", "grade_image", "grade_text"]
 _WORD_RE = re.compile(r"[A-Za-z']+")
 _ANSWER_RE = re.compile(r"^\s*(?:output|answer|response)\s*:", re.IGNORECASE | re.MULTILINE)
 _QUESTION_RE = re.compile(r"^\s*(?:prompt|question|input)\s*:", re.IGNORECASE | re.MULTILINE)
-_STOP_WORDS = frozenset("a an the of to in is it and or for on with as at by be this that".split())
+_STOP_WORDS = frozenset(
+    ("a", "an", "the", "of", "to", "in", "is", "it", "and", "or", "for", "on", "with", "as", "at",
+     "by", "be", "this", "that")
+)
 
 
 def split_rubric(text: str) -> tuple[str, str]:
@@ -51,7 +55,7 @@ def grade_text(question: str, answer: str) -> tuple[int, str]:
     words = [w.lower() for w in _WORD_RE.findall(answer)]
     if not words:
         return 1, "empty answer"
-    pairs = list(zip(words, words[1:]))
+    pairs = list(itertools.pairwise(words))
     repeated = 1.0 - len(set(pairs)) / len(pairs) if pairs else 0.0
     asked = {w.lower() for w in _WORD_RE.findall(question)} - _STOP_WORDS
     used = len(asked & set(words))
@@ -83,7 +87,7 @@ def grade_image(data: bytes) -> tuple[int, str]:
 class TextJudge(BasePredictor):
     """Grades the answer in a rubric prompt 1-5 with a reason (gpu-a40-small, ~2 ms per word)."""
 
-    def predict(
+    def predict(  # type: ignore[override]
         self,
         prompt: str = Input(description="Rubric with the question and the answer to grade"),
         max_tokens: int = Input(default=256, ge=1, le=2048, description="Maximum reply tokens"),
@@ -102,7 +106,7 @@ class TextJudge(BasePredictor):
 class VisionJudge(BasePredictor):
     """Grades an image 1-5 with a reason; without an image it grades the prompt's text."""
 
-    def predict(
+    def predict(  # type: ignore[override]
         self,
         prompt: str = Input(description="Rubric"),
         image: Optional[FileInput] = Input(default=None, description="Image to grade"),
