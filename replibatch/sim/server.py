@@ -7,7 +7,6 @@ import base64
 import binascii
 import hashlib
 import json
-import math
 import re
 import threading
 import urllib.parse
@@ -16,16 +15,20 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from replibatch.filestore import decode_data_uri
-from replibatch.limiter import TokenBucket
 from replibatch.sim.cog import FileInput, InvalidField, OutputFile, call_kwargs, materialize
+from replibatch.sim.delivery import Blob, publish_size, serve_blob
 from replibatch.sim.faults import FaultDice, SimOptions
+from replibatch.sim.habits import CancelAfterError, internal_model_name, parse_cancel_after
+from replibatch.sim.listing import page_of
 from replibatch.sim.models import HARDWARE, ModelRegistry, SimDeployment, SimModel
+from replibatch.sim.ratelimit import Limits, account_options
 from replibatch.sim.state import (
     Clock,
     FileRecord,
     Prediction,
     Stats,
     canonical_json,
+    iso,
     new_file_id,
     new_prediction_id,
 )
@@ -37,18 +40,19 @@ _UNAUTHENTICATED = (
     b'{"title":"Unauthenticated","detail":"You did not pass a valid authentication token",'
     b'"status":401}\n'
 )
-_BAD_GATEWAY_HTML = (
-    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
-    "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>cloudflare</center>\r\n"
+_GATEWAY_HTML = (
+    "<html>\r\n<head><title>{status} {reason}</title></head>\r\n<body>\r\n"
+    "<center><h1>{status} {reason}</h1></center>\r\n<hr><center>cloudflare</center>\r\n"
     "</body>\r\n</html>\r\n"
 )
+_GATEWAY_REASONS = {502: "Bad Gateway", 503: "Service Temporarily Unavailable",
+                    504: "Gateway Time-out"}
 _CREATE_ROUTES = frozenset({
     "/v1/predictions",
     "/v1/models/{owner}/{name}/predictions",
     "/v1/deployments/{owner}/{name}/predictions",
 })
 _PREFER_WAIT = re.compile(r"^\s*wait(?:\s*=\s*(\d+))?\s*$")
-_CANCEL_AFTER = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _VERSION_REF = re.compile(r"^(?:(?P<owner>[^/:\s]+)/(?P<name>[^/:\s]+))?:?(?P<version>[0-9a-f]{64})?$")
 _FILE_PATH = re.compile(r"/v1/files/(?P<id>[^/]+)(?:/download)?$")
 _DELIVERY_PATH = re.compile(r"/delivery/(?P<key>[^/]+/[^/]+)$")
@@ -82,14 +86,11 @@ def _parse_wait(value: str | None) -> tuple[float, str] | None:
     return (float(seconds), value.strip()) if 1 <= seconds <= 60 else None
 
 
-def _parse_cancel_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    match = _CANCEL_AFTER.match(value)
-    if not match:
-        return None
-    unit = {"ms": 0.001, "s": 1.0, None: 1.0, "m": 60.0, "h": 3600.0}[match.group(2)]
-    return float(match.group(1)) * unit
+def _gateway_error(status: int) -> web.Response:
+    """What the proxy in front of the API sends for 502/503/504: HTML, not JSON."""
+    reason = _GATEWAY_REASONS.get(status, "Server Error")
+    return web.Response(status=status, text=_GATEWAY_HTML.format(status=status, reason=reason),
+                        content_type="text/html")
 
 
 class _SimApp:
@@ -104,12 +105,11 @@ class _SimApp:
         self.base_url = ""
         self.predictions: dict[str, Prediction] = {}
         self.order: list[Prediction] = []
+        self.created_wall: list[float] = []  # wall creation time of order[i], for list filters
         self.files: dict[str, FileRecord] = {}
-        self.blobs: dict[str, OutputFile] = {}
+        self.blobs: dict[str, Blob] = {}
         self.runs: dict[str, int] = {}
-        self.create_bucket: TokenBucket | None = None
-        self.read_bucket: TokenBucket | None = None
-        self._build_buckets()
+        self.limits = Limits(options)
         self.runner: web.AppRunner | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -160,21 +160,9 @@ class _SimApp:
 
     def reconfigure(self, options: SimOptions) -> None:
         old, self.options = self.options, options
-        rate_fields = ("create_rate", "create_burst", "read_rate", "read_burst")
-        if any(getattr(old, f) != getattr(options, f) for f in rate_fields):
-            self._build_buckets()
+        self.limits.reconfigure(options)
         if old.seed != options.seed:
             self.dice.reseed(options.seed)
-
-    def _build_buckets(self) -> None:
-        o = self.options
-        # Burst defaults to a minute's worth: the real service reports 599 left after one create.
-        self.create_bucket = (
-            TokenBucket(o.create_rate, o.create_burst or o.create_rate) if o.create_rate else None
-        )
-        self.read_bucket = (
-            TokenBucket(o.read_rate, o.read_burst or o.read_rate) if o.read_rate else None
-        )
 
     # -- the gate every request passes -------------------------------------------------------
     @web.middleware
@@ -190,7 +178,8 @@ class _SimApp:
             return response
         response = await self._api(request, handler, template)
         if response is not _DROPPED:
-            self.stats.count_status(response.status)
+            is_create = request.method == "POST" and template in _CREATE_ROUTES
+            self.stats.count_status(response.status, is_create)
         return response
 
     async def _api(self, request: web.Request, handler: Any, template: str) -> web.StreamResponse:
@@ -205,21 +194,15 @@ class _SimApp:
         if not self._authorized(request):
             return web.Response(status=401, body=_UNAUTHENTICATED,
                                 content_type="application/problem+json")
-        bucket = self.create_bucket if is_create else self.read_bucket
-        headers: dict[str, str] = {}
-        if bucket is not None:
-            if not bucket.try_take():
-                return self._throttled(bucket)
-            full_in = bucket.seconds_until(bucket.burst) if bucket.burst >= 1 else 0.0
-            headers = {
-                "ratelimit-remaining": str(max(0, math.floor(bucket.available()))),
-                "ratelimit-reset": str(max(1, math.ceil(full_in))),
-            }
+        admission = self.limits.admit(is_create)
+        if admission.refused is not None:
+            return admission.refused
+        headers = admission.headers
         if faulty and self.dice.roll(o.error_rate):
             status = self.dice.choice(o.error_statuses)
             self.stats.count_fault(f"error_{status}")
             if status == 502:  # what a proxy in front of the API sends: HTML, not JSON
-                return web.Response(status=502, text=_BAD_GATEWAY_HTML, content_type="text/html")
+                return _gateway_error(502)
             return problem(status, "Internal server error" if status == 500 else "Unavailable",
                            "Simulated server error; please retry.")
         response = await self._guarded(handler, request)
@@ -242,21 +225,6 @@ class _SimApp:
             return False
         allowed = self.options.api_tokens
         return allowed is None or token in allowed
-
-    def _throttled(self, bucket: TokenBucket) -> web.Response:
-        o = self.options
-        seconds = max(1, math.ceil(bucket.seconds_until(1.0)))
-        body: dict[str, Any] = {
-            "detail": f"Request was throttled. Your rate limit resets in ~{seconds}s.",
-            "status": 429,
-        }
-        if o.retry_after_body:
-            body["retry_after"] = seconds
-        headers = {"ratelimit-remaining": "0", "ratelimit-reset": str(seconds)}
-        if o.retry_after_header:
-            headers["Retry-After"] = str(seconds)
-        return web.Response(status=429, text=json.dumps(body),
-                            content_type="application/problem+json", headers=headers)
 
     def _drop(self, request: web.Request, kind: str) -> web.StreamResponse:
         self.stats.count_fault(kind)
@@ -297,7 +265,7 @@ class _SimApp:
             return problem(404, "Not found", f"Model not found: {ref}")
         # Official models hide their version; others run their latest version.
         version = "hidden" if model.official else model.version_id
-        return await self._create(request, body, model, version, None)
+        return await self._create(request, body, model, version, None, official=model.official)
 
     async def create_by_deployment(self, request: web.Request) -> web.StreamResponse:
         body = await self._body(request)
@@ -326,7 +294,7 @@ class _SimApp:
 
     async def _create(
         self, request: web.Request, body: dict[str, Any], model: SimModel, version: str,
-        deployment: SimDeployment | None,
+        deployment: SimDeployment | None, official: bool = False,
     ) -> web.StreamResponse:
         inputs = body.get("input")
         if not isinstance(inputs, dict):
@@ -334,27 +302,51 @@ class _SimApp:
         errors = model.validator.errors(inputs)
         if errors:
             return self._invalid(errors)
+        o = self.options
+        cancel_after: float | None = None
+        if "Cancel-After" in request.headers:
+            try:
+                cancel_after = parse_cancel_after(request.headers["Cancel-After"])
+            except CancelAfterError as exc:  # refused before anything is created or billed
+                return problem(400, "Bad request", str(exc))
+            # The spec's "minimum allowed duration is 5 seconds": a shorter one is raised to the
+            # minimum (the prediction still runs, at most that long), not refused.
+            cancel_after = max(cancel_after, o.cancel_after_minimum)
         loop = asyncio.get_running_loop()
         now = self.clock.now()
         prediction = Prediction(
             id=new_prediction_id(), seq=len(self.order), model=model, version=version,
             input=inputs, created=now, deployment=deployment.ref if deployment else None,
             stream=model.streams,
+            reported_model=(internal_model_name(model.owner, model.name)
+                            if official and o.official_internal_names else None),
         )
         self.predictions[prediction.id] = prediction
         self.order.append(prediction)
+        # The time as the API writes it (whole microseconds), so a client's created_after of a
+        # prediction's own created_at excludes exactly that prediction.
+        self.created_wall.append(_parse_query_time(iso(self.clock.wall(now))))
         self.runs[model.ref] = self.runs.get(model.ref, 0) + 1
         target = {"model": model.ref, "version": version,
                   "deployment": deployment.ref if deployment else None}
         self.stats.count_create(canonical_json({**target, "input": inputs}))
         prediction.task = loop.create_task(self._run(prediction))
-        cancel_after = _parse_cancel_after(request.headers.get("Cancel-After"))
         if cancel_after is not None:
+            # Real seconds from creation ("The lifetime is measured from when the prediction is
+            # created", parameters_cancel_after_header), like every time the client sees.
             prediction.deadline = now + cancel_after
-            loop.call_later(cancel_after, self._cancel, prediction)
-        o = self.options
-        if self.dice.applies(o.fault_scope, True) and self.dice.roll(o.drop_after_create_rate):
+            loop.call_later(cancel_after, self._deadline_reached, prediction)
+        faulty = self.dice.applies(o.fault_scope, True)
+        if faulty and self.dice.roll(o.drop_after_create_rate):
             return self._drop(request, "drop_after_create")
+        if faulty and self.dice.roll(o.error_after_create_rate):
+            # The prediction exists, but the gateway in front of the API answers 5xx: for the
+            # client the outcome is unknown (issue 10, point 1).
+            status = self.dice.choice(o.error_after_create_statuses)
+            self.stats.count_fault(f"error_after_create_{status}")
+            if status in _GATEWAY_REASONS:
+                return _gateway_error(status)
+            return problem(status, "Internal server error", "Simulated server error; please retry.")
         headers: dict[str, str] = {}
         wait = _parse_wait(request.headers.get("Prefer"))
         if wait is not None:
@@ -461,9 +453,9 @@ class _SimApp:
         """Store file outputs and replace them by their (expiring) URLs."""
         if isinstance(output, OutputFile):
             key = f"{p.id}/{output.name}"
-            self.blobs[key] = output
+            self.blobs[key] = Blob(output, publish_size(output, self.options))
             p.file_keys.append(key)
-            return f"{self.base_url}/delivery/{key}"
+            return f"{self.options.output_url_base or self.base_url}/delivery/{key}"
         if isinstance(output, list):
             return [self._publish(p, item) for item in output]
         return output
@@ -498,14 +490,23 @@ class _SimApp:
             self.blobs.pop(key, None)
         p.file_keys.clear()
 
-    def _cancel(self, p: Prediction) -> bool:
+    def _cancel(self, p: Prediction, status: str = "canceled") -> bool:
         if p.terminal:
             return False
-        self._finish(p, "canceled")
+        self._finish(p, status)
         if p.task is not None:
             p.task.cancel()
-        self.stats.count_cancel()
+        if status == "aborted":
+            self.stats.count_aborted()
+        else:
+            self.stats.count_cancel()
         return True
+
+    def _deadline_reached(self, p: Prediction) -> None:
+        # Spec (prediction status): "`canceled` means the prediction was canceled (either by the
+        # user or because it reached its deadline while running). `aborted` means the prediction
+        # was terminated before it started running". Aborted: no started_at, no predict_time.
+        self._cancel(p, "aborted" if p.started is None else "canceled")
 
     async def get_prediction(self, request: web.Request) -> web.StreamResponse:
         p = self.predictions.get(request.match_info["prediction_id"])
@@ -521,16 +522,14 @@ class _SimApp:
         return _json(self._prediction_json(p))
 
     async def list_predictions(self, request: web.Request) -> web.StreamResponse:
-        # Newest first; the cursor is the sequence number to continue below (O(page) per call).
-        start = len(self.order)
+        # Newest first; the cursor is the position to continue below (see listing.page_of).
+        start: int | None = None
         cursor = request.query.get("cursor")
         if cursor:
             try:
                 start = int(base64.urlsafe_b64decode(cursor.encode() + b"==").decode())
             except (ValueError, binascii.Error):
                 return problem(400, "Bad request", "Invalid cursor")
-        start = max(0, min(start, len(self.order)))
-        stop = max(0, start - self.options.page_size)
         after = before = None
         try:
             if request.query.get("created_after"):
@@ -539,26 +538,18 @@ class _SimApp:
                 before = _parse_query_time(request.query["created_before"])
         except ValueError:
             return problem(400, "Bad request", "created_after / created_before must be ISO 8601")
-        chosen = [self.order[i] for i in range(start - 1, stop - 1, -1)]
-        if after is not None:
-            chosen = [p for p in chosen if self.clock.wall(p.created) > after]
-            # Creation order is time order: once a page reaches past `after`, nothing older is due.
-            if stop > 0 and self.clock.wall(self.order[stop].created) <= after:
-                stop = 0
-        if before is not None:
-            chosen = [p for p in chosen if self.clock.wall(p.created) < before]
-        page = [self._prediction_json(p) for p in chosen]
+        page = page_of(self.created_wall, start, self.options.page_size, after, before)
+        self.stats.count_list_page()
         query = "".join(
-            f"&{name}={request.query[name]}" for name in ("created_after", "created_before")
-            if request.query.get(name)
+            f"&{name}={urllib.parse.quote(request.query[name])}"
+            for name in ("created_after", "created_before") if request.query.get(name)
         )
         return _json({
-            "next": self._page_url("/v1/predictions", stop) + query if stop > 0 else None,
-            "previous": (
-                self._page_url("/v1/predictions", min(len(self.order), start + self.options.page_size))
-                if start < len(self.order) else None
-            ),
-            "results": page,
+            "next": (self._page_url("/v1/predictions", page.next_start) + query
+                     if page.next_start is not None else None),
+            "previous": (self._page_url("/v1/predictions", page.previous_start) + query
+                         if page.previous_start is not None else None),
+            "results": [self._prediction_json(self.order[i]) for i in page.positions],
         })
 
     def _page_url(self, path: str, position: int) -> str:
@@ -699,10 +690,7 @@ class _SimApp:
 
     async def delivery(self, request: web.Request) -> web.StreamResponse:
         key = f"{request.match_info['prediction_id']}/{request.match_info['filename']}"
-        blob = self.blobs.get(key)
-        if blob is None:  # never existed, or deleted after the retention period
-            return web.Response(status=404, text="Not Found")
-        return web.Response(body=blob.data, content_type=blob.content_type)
+        return await serve_blob(request, self.blobs.get(key), self.options, self.dice, self.stats)
 
     # -- server-sent events ------------------------------------------------------------------
     async def stream_prediction(self, request: web.Request) -> web.StreamResponse:
@@ -779,8 +767,12 @@ class SimServer:
     def configure(self, **changes: Any) -> SimOptions:
         """Change options while the server runs (e.g. ``error_rate=0.3``); returns the new options.
 
-        Raises TypeError for an unknown option and ValueError for a bad value (nothing changes).
+        ``account="low-credit"`` (a name from :data:`~replibatch.sim.ACCOUNTS`) stands for its
+        four rate fields. Raises TypeError for an unknown option and ValueError for a bad value
+        or unknown account (nothing changes).
         """
+        if "account" in changes:
+            changes = {**account_options(changes.pop("account")), **changes}
         new = self._app.options.replace(**changes)
         if threading.current_thread() is self._thread:
             self._app.reconfigure(new)
