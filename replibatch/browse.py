@@ -18,6 +18,7 @@ from .compare import RESULT_COLUMNS, _key_part, format_seconds
 from .errors import ConfigurationError
 from .media import CSS, MediaRenderer, is_missing, local_path
 from .rating_widgets import RatingControls
+from .score import evaluation_columns
 from .summary import format_usd
 
 __all__ = ["Browser", "browse"]
@@ -114,7 +115,9 @@ class Browser:
         self.page_size = page_size
         self.page = 0
         self._renderer = MediaRenderer(max_text=None, max_px=None)
-        self.parameters = [c for c in res.columns if c not in RESULT_COLUMNS]
+        # Scores, judgements and ratings are results: shown in their own table, not filtered on.
+        self.scores = evaluation_columns(list(res.columns))
+        self.parameters = [c for c in res.columns if c not in RESULT_COLUMNS and c not in self.scores]
         self._keys: dict[str, list[Any]] = {}
         self.choices: dict[str, list[Any]] = {}
         self.filters: dict[str, Any] = {}
@@ -270,7 +273,8 @@ class Browser:
             f'<div class="rb-output" style="flex:1 1 480px; min-width:0">{output}</div>'
             '<div style="flex:0 1 auto">'
             f"<b>inputs</b>{table(self.parameters)}"
-            f"<b>result</b>{table(results)}</div></div></div>"
+            + (f"<b>scores</b>{table(self.scores)}" if self.scores else "")
+            + f"<b>result</b>{table(results)}</div></div></div>"
         )
 
 

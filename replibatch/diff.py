@@ -33,23 +33,10 @@ import pandas as pd
 from .errors import ConfigurationError
 from .frame import ADDED_COLUMNS, SAMPLE_COLUMN
 from .outfiles import image_paths
-from .score import SCORE_PREFIX, score_columns
+from .score import evaluation_columns, score_columns
 from .scorers import text_of, text_ratio
 
 __all__ = ["dhash", "diff", "differing_rows", "fingerprint", "image_similarity", "output_similarity"]
-
-# Columns judge() and ratings() add: derived from a run, never what a pair is aligned on.
-_DERIVED_SUFFIXES = ("_reason", "_status", "_error", "_cost_usd", "_latency_s", "_cached")
-
-
-def _is_parameter(column: Any) -> bool:
-    if column in ADDED_COLUMNS:
-        return False
-    return not (
-        isinstance(column, str)
-        and (column.startswith((SCORE_PREFIX, "rating_")) or column.endswith(_DERIVED_SUFFIXES))
-    )
-
 
 def fingerprint(value: Any) -> str | None:
     """A text that is equal for equal outputs (None for a missing output)."""
@@ -109,7 +96,9 @@ def _as_list(value: str | Sequence[str] | None) -> list[str] | None:
 
 
 def _default_on(before: pd.DataFrame, after: pd.DataFrame) -> list[str]:
-    shared = [c for c in before.columns if c in after.columns and _is_parameter(c)]
+    derived = set(evaluation_columns(list(before.columns))) | set(evaluation_columns(list(after.columns)))
+    shared = [c for c in before.columns
+              if c in after.columns and c not in ADDED_COLUMNS and c not in derived]
     if SAMPLE_COLUMN in before.columns and SAMPLE_COLUMN in after.columns and SAMPLE_COLUMN not in shared:
         shared.append(SAMPLE_COLUMN)
     return shared

@@ -245,10 +245,10 @@ class Leaderboard:
             cost = "—" if math.isnan(row["cost_per_row"]) else bold("cost_per_row", row["cost_per_row"], format_usd(row["cost_per_row"]))
             p50 = "—" if math.isnan(row["p50_latency_s"]) else bold("p50_latency_s", row["p50_latency_s"], f"{row['p50_latency_s']:.3g} s")
             p95 = "—" if math.isnan(row["p95_latency_s"]) else f"{row['p95_latency_s']:.3g} s"
-            fails = f'<span class="rb-bad">{row["failures"]}</span>' if row["failures"] else "0"
+            fails = f'<span class="rb-bad">{int(row["failures"])}</span>' if row["failures"] else "0"
             rows.append(
                 f"<tr><td>{rank}</td><th scope='row' title='{esc(label)}'>{esc(label)}</th>"
-                f"<td>{score_html}</td><td>{win}</td><td>{row['succeeded']}/{row['rows']}</td>"
+                f"<td>{score_html}</td><td>{win}</td><td>{int(row['succeeded'])}/{int(row['rows'])}</td>"
                 f"<td>{fails}</td><td>{cost}</td><td>{p50}</td><td>{p95}</td></tr>"
             )
         what = esc(self.score or "no score")
@@ -260,8 +260,8 @@ class Leaderboard:
 
 _CSS = """
 .rb-board table { border-collapse: collapse; font-family: system-ui, sans-serif; font-size: 13px; }
-.rb-board th, .rb-board td { padding: 4px 10px; border-bottom: 1px solid rgba(128,128,128,.3);
-  text-align: left; vertical-align: middle; color: inherit; }
+.rb-board table th, .rb-board table td { padding: 4px 10px; border-bottom: 1px solid rgba(128,128,128,.3);
+  text-align: left !important; vertical-align: middle; color: inherit; }
 .rb-board thead th { font-weight: 600; border-bottom: 2px solid rgba(128,128,128,.6); }
 .rb-board tbody th { font-weight: 600; max-width: 28em; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 .rb-board .rb-ci { opacity: .7; font-size: 11px; }

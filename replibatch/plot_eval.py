@@ -59,6 +59,7 @@ def score_vs_cost(
         raise ConfigurationError("no group has both a score and a cost to plot (score the frame first)")
     ax = _axes(ax, (6.4, 4.4))
     front = pareto_front(known)
+    middle = (known["cost_per_row"].min() + known["cost_per_row"].max()) / 2
     for label, row in known.iterrows():
         on_front = label in front
         low, high = row["score_low"], row["score_high"]
@@ -67,9 +68,11 @@ def score_vs_cost(
                     markersize=8 if on_front else 6, capsize=3,
                     color="C0" if on_front else "0.55", zorder=3)
         text = " · ".join(map(str, label)) if isinstance(label, tuple) else str(label)
-        ax.annotate(short_label(text), (row["cost_per_row"], row["score"]), xytext=(6, 6),
-                    textcoords="offset points", fontsize="small",
-                    fontweight="bold" if on_front else "normal")
+        # Labels point inwards, so the ones on the right stay inside the axes.
+        right = len(known) > 1 and row["cost_per_row"] > middle
+        ax.annotate(short_label(text, width=48), (row["cost_per_row"], row["score"]),
+                    xytext=(-6 if right else 6, 6), textcoords="offset points", fontsize="small",
+                    ha="right" if right else "left", fontweight="bold" if on_front else "normal")
     if len(front) > 1:
         points = known.loc[front]
         ax.plot(points["cost_per_row"], points["score"], "-", color="C0", alpha=0.6, zorder=2,

@@ -41,15 +41,19 @@ class RatingControls:
         self.cache = cache
         self.position: int | None = None
         self._loading = False
+        # Font Awesome icons (bundled with ipywidgets) rather than emoji, which many systems
+        # lack a font for.
         self.thumbs = widgets.ToggleButtons(
-            options=[("–", _NONE), ("👍", 1), ("👎", -1)], value=_NONE, description="rate",
+            options=[("–", _NONE), ("", 1), ("", -1)], value=_NONE, description="rate",
+            icons=["", "thumbs-up", "thumbs-down"],
             tooltips=["not rated", "thumbs up", "thumbs down"],
-            style={"button_width": "40px", "description_width": "initial"},
+            style={"button_width": "48px", "description_width": "initial"},
         )
         self.stars = widgets.ToggleButtons(
-            options=[("–", _NONE)] + [("★" * n, n) for n in range(1, 6)], value=_NONE,
-            tooltips=["no stars"] + [f"{n} of 5" for n in range(1, 6)],
-            style={"button_width": "56px"},
+            options=[("–", _NONE)] + [(str(n), n) for n in range(1, 6)], value=_NONE,
+            icons=[""] + ["star"] * 5,
+            tooltips=["no stars"] + [f"{n} of 5 stars" for n in range(1, 6)],
+            style={"button_width": "60px"},
         )
         self.best = widgets.ToggleButton(value=False, description="best of this prompt",
                                          icon="trophy", layout=widgets.Layout(width="auto"))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +23,7 @@ import pandas as pd
 from .errors import ConfigurationError
 from .frame import one_line
 
-__all__ = ["SCORE_PREFIX", "Scorer", "score", "score_columns"]
+__all__ = ["SCORE_PREFIX", "Scorer", "evaluation_columns", "score", "score_columns"]
 
 SCORE_PREFIX = "score_"
 
@@ -68,6 +68,29 @@ def score_columns(frame: pd.DataFrame) -> list[str]:
         str(c) for c in frame.columns
         if isinstance(c, str) and c.startswith(SCORE_PREFIX) and not c.endswith("_error")
     ]
+
+
+# What judge() adds beside score_<name>: <name>_reason, <name>_status...
+_JUDGE_SUFFIXES = ("_reason", "_status", "_error", "_cost_usd", "_latency_s", "_cached")
+
+
+def evaluation_columns(columns: Sequence[Any]) -> list[str]:
+    """The columns `score`, `judge` and ratings added: ``score_*`` (and their ``_error``),
+    ``rating_*``, and ``<name>_reason``/``_status``/``_error``/``_cost_usd``/``_latency_s``/
+    ``_cached`` beside a ``score_<name>``. They are results, never parameters."""
+    names = {c for c in columns if isinstance(c, str)}
+    found = []
+    for column in columns:
+        if not isinstance(column, str):
+            continue
+        if column.startswith((SCORE_PREFIX, "rating_")):
+            found.append(column)
+            continue
+        for suffix in _JUDGE_SUFFIXES:
+            if column.endswith(suffix) and f"{SCORE_PREFIX}{column[: -len(suffix)]}" in names:
+                found.append(column)
+                break
+    return found
 
 
 def score(res: pd.DataFrame, /, **scorers: Scorer) -> pd.DataFrame:

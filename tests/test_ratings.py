@@ -128,3 +128,11 @@ def test_browser_rating_controls_write_and_show_the_stored_ratings(sim: SimServe
     assert (controls.stars.value, controls.thumbs.value, controls.best.value) == (4, -1, True)
     controls.stars.value = 0
     assert np.isnan(rb.ratings(res, "stars")["r1"])
+
+
+def test_browser_shows_scores_apart_from_the_parameters(sim: SimServer) -> None:
+    res = rb.score(_results(sim), words=rb.scorers.length("words"))
+    browser = rb.browse(res)._replibatch_browser
+    assert "score_words" not in browser.filters and "score_words" not in browser.parameters
+    assert browser.scores == ["score_words"]
+    assert "<b>scores</b>" in browser.row_html(0) and "score_words" in browser.row_html(0)

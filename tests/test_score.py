@@ -112,3 +112,13 @@ def test_scores_a_simulator_run(tmp_path: Path) -> None:
     words = [len(text.split()) for text in res["output"]]
     assert out["score_words"].tolist() == words
     assert out["score_tea"].tolist() == [float("tea" in t.lower()) for t in res["output"]]
+
+
+def test_evaluation_columns_are_scores_ratings_and_a_judges_companions() -> None:
+    columns = ["prompt", "order_status", "score_judge", "judge_reason", "judge_cost_usd",
+               "score_x_error", "rating_stars", "other_reason"]
+    assert rb.score.__module__ == "replibatch.score"
+    from replibatch.score import evaluation_columns
+
+    assert evaluation_columns(columns) == ["score_judge", "judge_reason", "judge_cost_usd",
+                                           "score_x_error", "rating_stars"]
