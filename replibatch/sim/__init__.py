@@ -149,8 +149,9 @@ def serve(
       ``ms`` accepted (``0.5s``, ``500ms``); anything else is a 400 and nothing is created.
       Measured in REAL seconds from creation, not scaled by time_scale (like ``metrics`` and
       ``Prefer: wait``, it is time the client sees). cancel_after_minimum=5.0: the spec's
-      minimum; a shorter value is raised to it (the simulator's judgement of the real service:
-      the prediction runs, at most the minimum); set 0 for short test deadlines. When the
+      minimum; a shorter value is raised to it rather than refused (the simulator's judgement
+      of the real service: the create succeeds and the deadline is the minimum); set 0 for
+      short test deadlines. When the
       deadline passes before the prediction started (queue_delay) it ends ``aborted`` with no
       ``started_at`` and no ``predict_time`` (not billed); while processing it ends
       ``canceled`` with ``predict_time`` up to the deadline.

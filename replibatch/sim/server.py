@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hashlib
-import json
 import re
 import threading
 import urllib.parse
@@ -14,14 +12,26 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from replibatch.filestore import decode_data_uri
-from replibatch.sim.cog import FileInput, InvalidField, OutputFile, call_kwargs, materialize
-from replibatch.sim.delivery import Blob, publish_size, serve_blob
+from replibatch.sim.catalog import CatalogRoutes
+from replibatch.sim.cog import InvalidField
+from replibatch.sim.delivery import Blob
 from replibatch.sim.faults import FaultDice, SimOptions
-from replibatch.sim.habits import CancelAfterError, internal_model_name, parse_cancel_after
+from replibatch.sim.files import MAX_UPLOAD, FileRoutes
+from replibatch.sim.habits import (
+    CancelAfterError,
+    internal_model_name,
+    parse_cancel_after,
+)
+from replibatch.sim.lifecycle import Lifecycle
 from replibatch.sim.listing import page_of
-from replibatch.sim.models import HARDWARE, ModelRegistry, SimDeployment, SimModel
+from replibatch.sim.models import ModelRegistry, SimDeployment, SimModel
 from replibatch.sim.ratelimit import Limits, account_options
+from replibatch.sim.responses import DROPPED as _DROPPED
+from replibatch.sim.responses import GATEWAY_REASONS as _GATEWAY_REASONS
+from replibatch.sim.responses import gateway_error as _gateway_error
+from replibatch.sim.responses import json_response as _json
+from replibatch.sim.responses import parse_query_time as _parse_query_time
+from replibatch.sim.responses import problem
 from replibatch.sim.state import (
     Clock,
     FileRecord,
@@ -29,24 +39,18 @@ from replibatch.sim.state import (
     Stats,
     canonical_json,
     iso,
-    new_file_id,
     new_prediction_id,
 )
+from replibatch.sim.streams import StreamRoutes
+from replibatch.sim.trainings import TrainingService
 
-__all__ = ["SimServer"]
+__all__ = ["SimServer", "problem"]
 
 # The exact body the real service sent for a bad token (cassette run__invalid-token).
 _UNAUTHENTICATED = (
     b'{"title":"Unauthenticated","detail":"You did not pass a valid authentication token",'
     b'"status":401}\n'
 )
-_GATEWAY_HTML = (
-    "<html>\r\n<head><title>{status} {reason}</title></head>\r\n<body>\r\n"
-    "<center><h1>{status} {reason}</h1></center>\r\n<hr><center>cloudflare</center>\r\n"
-    "</body>\r\n</html>\r\n"
-)
-_GATEWAY_REASONS = {502: "Bad Gateway", 503: "Service Temporarily Unavailable",
-                    504: "Gateway Time-out"}
 _CREATE_ROUTES = frozenset({
     "/v1/predictions",
     "/v1/models/{owner}/{name}/predictions",
@@ -54,25 +58,6 @@ _CREATE_ROUTES = frozenset({
 })
 _PREFER_WAIT = re.compile(r"^\s*wait(?:\s*=\s*(\d+))?\s*$")
 _VERSION_REF = re.compile(r"^(?:(?P<owner>[^/:\s]+)/(?P<name>[^/:\s]+))?:?(?P<version>[0-9a-f]{64})?$")
-_FILE_PATH = re.compile(r"/v1/files/(?P<id>[^/]+)(?:/download)?$")
-_DELIVERY_PATH = re.compile(r"/delivery/(?P<key>[^/]+/[^/]+)$")
-_MAX_UPLOAD = 100 * 1024 * 1024
-_STREAM_TICK = 0.01  # streamed items due within this many seconds are released together
-_DROPPED = web.Response(status=499)  # marker: the connection was closed without an answer
-
-
-def problem(status: int, title: str, detail: str, **extra: Any) -> web.Response:
-    """An RFC 7807 problem+json response."""
-    slug = title.lower().replace(" ", "-")
-    body = {"type": f"urn:replibatch:sim:{slug}", "title": title, "status": status,
-            "detail": detail, **extra}
-    return web.Response(status=status, text=json.dumps(body),
-                        content_type="application/problem+json")
-
-
-def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(status=status, text=json.dumps(body), content_type="application/json",
-                        headers=headers)
 
 
 def _parse_wait(value: str | None) -> tuple[float, str] | None:
@@ -86,15 +71,9 @@ def _parse_wait(value: str | None) -> tuple[float, str] | None:
     return (float(seconds), value.strip()) if 1 <= seconds <= 60 else None
 
 
-def _gateway_error(status: int) -> web.Response:
-    """What the proxy in front of the API sends for 502/503/504: HTML, not JSON."""
-    reason = _GATEWAY_REASONS.get(status, "Server Error")
-    return web.Response(status=status, text=_GATEWAY_HTML.format(status=status, reason=reason),
-                        content_type="text/html")
-
-
-class _SimApp:
-    """State and handlers; everything here runs on the server's event loop."""
+class _SimApp(Lifecycle, CatalogRoutes, FileRoutes, StreamRoutes):
+    """State, the request gate and the prediction routes; everything here runs on the server's
+    event loop. The other routes and the prediction lifecycle come from the mixins."""
 
     def __init__(self, options: SimOptions, registry: ModelRegistry, stats: Stats) -> None:
         self.options = options
@@ -111,10 +90,11 @@ class _SimApp:
         self.runs: dict[str, int] = {}
         self.limits = Limits(options)
         self.runner: web.AppRunner | None = None
+        self.trainings = TrainingService(self)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def application(self) -> web.Application:
-        app = web.Application(middlewares=[self.middleware], client_max_size=_MAX_UPLOAD + 65536)
+        app = web.Application(middlewares=[self.middleware], client_max_size=MAX_UPLOAD + 65536)
         r = app.router
         r.add_post("/v1/predictions", self.create_by_version)
         r.add_get("/v1/predictions", self.list_predictions)
@@ -136,6 +116,7 @@ class _SimApp:
         r.add_get("/v1/account", self.get_account)
         r.add_get("/v1/streams/{prediction_id}", self.stream_prediction)
         r.add_get("/delivery/{prediction_id}/{filename}", self.delivery)
+        self.trainings.add_routes(r)
         return app
 
     async def start(self, host: str, port: int) -> str:
@@ -155,6 +136,7 @@ class _SimApp:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.trainings.stop()
         if self.runner is not None:
             await self.runner.cleanup()
 
@@ -361,153 +343,6 @@ class _SimApp:
     def _prediction_json(self, prediction: Prediction) -> dict[str, Any]:
         return prediction.to_json(self.base_url, self.clock)
 
-    async def _run(self, p: Prediction) -> None:
-        o = self.options
-        scale = o.time_scale
-        try:
-            if o.queue_delay:
-                await asyncio.sleep(o.queue_delay * scale)
-            p.status, p.started = "processing", self.clock.now()
-            fail = self.dice.roll(o.failure_rate)
-            loop = asyncio.get_running_loop()
-            output, streams, nominal, tokens = await loop.run_in_executor(
-                None, self._predict, p.model, p.input
-            )
-            p.token_counts = tokens
-            duration = (o.predict_time if o.predict_time is not None else nominal) * scale
-            if fail:
-                await self._sleep_until(p.started + duration / 2)
-                self.stats.count_fault("model_failure")
-                self._finish(p, "failed", o.failure_message)
-                return
-            if streams and isinstance(output, list) and output:
-                await self._play(p, output, duration)
-            else:
-                await self._sleep_until(p.started + duration)
-                p.output = self._publish(p, output)
-            self._finish(p, "succeeded")
-        except asyncio.CancelledError:
-            self._finish(p, "canceled")
-            raise
-        except Exception as exc:  # the model raised: the prediction fails, as on Replicate
-            p.logs += f"Traceback (most recent call last):\n{type(exc).__name__}: {exc}\n"
-            self._finish(p, "failed", str(exc) or type(exc).__name__)
-
-    def _predict(self, model: SimModel, inputs: dict[str, Any]) -> tuple[Any, bool, float, Any]:
-        """Runs on a worker thread: the model's CPU work, off the event loop."""
-        kwargs = call_kwargs(model.predictor, inputs)
-        for name in model.validator.uri_fields:
-            if isinstance(kwargs.get(name), str):
-                kwargs[name] = FileInput(self._fetch(kwargs[name]), name)
-        output, streams = materialize(model.predictor.predict(**kwargs))
-        nominal = model.predictor.nominal_seconds(kwargs, output)
-        return output, streams, nominal, model.predictor.token_counts(kwargs, output)
-
-    def _fetch(self, uri: str) -> bytes:
-        """Bytes of a file input: a data: URI or a URL of this simulator's file stores.
-
-        Raises ValueError when the URI cannot be read (the prediction then fails).
-        """
-        if uri.startswith("data:"):
-            try:
-                return decode_data_uri(uri)[0]
-            except ValueError as exc:
-                raise ValueError(f"could not decode data URI: {exc}") from None
-        path = urllib.parse.urlsplit(uri).path
-        if match := _FILE_PATH.search(path):
-            record = self.files.get(match.group("id"))
-            if record is not None:
-                return record.data
-        elif match := _DELIVERY_PATH.search(path):
-            blob = self.blobs.get(match.group("key"))
-            if blob is not None:
-                return blob.data
-        raise ValueError(f"could not download {uri}: not found (the simulator has no network)")
-
-    async def _play(self, p: Prediction, items: list[Any], duration: float) -> None:
-        """Release streamed items over the predict time, as a model yielding them would."""
-        assert p.started is not None
-        prefill = min(p.model.predictor.prefill_seconds * self.options.time_scale, duration)
-        due = [p.started + prefill + (duration - prefill) * (i + 1) / len(items)
-               for i in range(len(items))]
-        p.output = []
-        released = 0
-        while released < len(items):
-            now = self.clock.now()
-            while released < len(items) and due[released] <= now + _STREAM_TICK / 2:
-                p.output.append(items[released])
-                released += 1
-            if released and p.first_output is None:
-                p.first_output = now
-            p.notify()
-            if released < len(items):
-                await asyncio.sleep(max(_STREAM_TICK, due[released] - now))
-        await self._sleep_until(p.started + duration)
-
-    async def _sleep_until(self, deadline: float) -> None:
-        delay = deadline - self.clock.now()
-        if delay > 0:
-            await asyncio.sleep(delay)
-
-    def _publish(self, p: Prediction, output: Any) -> Any:
-        """Store file outputs and replace them by their (expiring) URLs."""
-        if isinstance(output, OutputFile):
-            key = f"{p.id}/{output.name}"
-            self.blobs[key] = Blob(output, publish_size(output, self.options))
-            p.file_keys.append(key)
-            return f"{self.options.output_url_base or self.base_url}/delivery/{key}"
-        if isinstance(output, list):
-            return [self._publish(p, item) for item in output]
-        return output
-
-    def _finish(self, p: Prediction, status: str, error: str | None = None) -> None:
-        if p.terminal:
-            return
-        now = self.clock.now()
-        p.status, p.error, p.completed = status, error, now
-        metrics: dict[str, Any] = {"total_time": round(now - p.created, 6)}
-        if p.started is not None:
-            predict_time = now - p.started
-            metrics["predict_time"] = round(predict_time, 6)
-            tokens = p.token_counts
-            if tokens is not None and status == "succeeded":
-                metrics["input_token_count"], metrics["output_token_count"] = tokens
-                if predict_time > 0:
-                    metrics["tokens_per_second"] = round(tokens[1] / predict_time, 3)
-                if p.first_output is not None:
-                    metrics["time_to_first_token"] = round(p.first_output - p.started, 6)
-        p.metrics = metrics
-        p.done.set()
-        p.notify()
-        self.stats.count_finished()
-        retention = self.options.retention * self.options.time_scale
-        asyncio.get_running_loop().call_later(retention, self._expire, p)
-
-    def _expire(self, p: Prediction) -> None:
-        """Delete inputs, outputs, logs and files, as Replicate does an hour after completion."""
-        p.data_removed, p.output, p.input, p.logs = True, None, {}, ""
-        for key in p.file_keys:
-            self.blobs.pop(key, None)
-        p.file_keys.clear()
-
-    def _cancel(self, p: Prediction, status: str = "canceled") -> bool:
-        if p.terminal:
-            return False
-        self._finish(p, status)
-        if p.task is not None:
-            p.task.cancel()
-        if status == "aborted":
-            self.stats.count_aborted()
-        else:
-            self.stats.count_cancel()
-        return True
-
-    def _deadline_reached(self, p: Prediction) -> None:
-        # Spec (prediction status): "`canceled` means the prediction was canceled (either by the
-        # user or because it reached its deadline while running). `aborted` means the prediction
-        # was terminated before it started running". Aborted: no started_at, no predict_time.
-        self._cancel(p, "aborted" if p.started is None else "canceled")
-
     async def get_prediction(self, request: web.Request) -> web.StreamResponse:
         p = self.predictions.get(request.match_info["prediction_id"])
         if p is None:
@@ -556,170 +391,6 @@ class _SimApp:
         token = base64.urlsafe_b64encode(str(position).encode()).decode().rstrip("=")
         return f"{self.base_url}{path}?cursor={token}"
 
-    # -- models, versions, deployments, hardware, account -------------------------------------
-    def _version_json(self, model: SimModel) -> dict[str, Any]:
-        return {"id": model.version_id, "created_at": model.created_at,
-                "cog_version": model.cog_version, "openapi_schema": model.openapi_schema}
-
-    def _model_json(self, model: SimModel) -> dict[str, Any]:
-        return {
-            "url": f"{self.base_url}/{model.ref}",
-            "owner": model.owner,
-            "name": model.name,
-            "description": model.description or None,
-            "visibility": "public",
-            "is_official": model.official,
-            "github_url": None,
-            "paper_url": None,
-            "license_url": None,
-            "run_count": self.runs.get(model.ref, 0),
-            "cover_image_url": None,
-            "default_example": None,
-            "latest_version": None if model.official else self._version_json(model),
-        }
-
-    def _model(self, request: web.Request) -> SimModel | None:
-        return self.registry.models.get(f"{request.match_info['owner']}/{request.match_info['name']}")
-
-    async def list_models(self, request: web.Request) -> web.StreamResponse:
-        results = [self._model_json(m) for m in self.registry.models.values()]
-        return _json({"next": None, "previous": None, "results": results})
-
-    async def get_model(self, request: web.Request) -> web.StreamResponse:
-        model = self._model(request)
-        if model is None:
-            return problem(404, "Not found", f"Model not found: {request.match_info['owner']}/"
-                           f"{request.match_info['name']}")
-        return _json(self._model_json(model))
-
-    async def list_versions(self, request: web.Request) -> web.StreamResponse:
-        model = self._model(request)
-        if model is None:
-            return problem(404, "Not found", "Model not found")
-        results = [] if model.official else [self._version_json(model)]
-        return _json({"next": None, "previous": None, "results": results})
-
-    async def get_version(self, request: web.Request) -> web.StreamResponse:
-        model = self._model(request)
-        if model is None or model.official or request.match_info["version_id"] != model.version_id:
-            return problem(404, "Not found", "Version not found")
-        return _json(self._version_json(model))
-
-    async def get_deployment(self, request: web.Request) -> web.StreamResponse:
-        ref = f"{request.match_info['owner']}/{request.match_info['name']}"
-        deployment = self.registry.deployments.get(ref)
-        if deployment is None:
-            return problem(404, "Not found", f"Deployment not found: {ref}")
-        model = self.registry.models[deployment.model]
-        return _json({
-            "owner": deployment.owner,
-            "name": deployment.name,
-            "current_release": {
-                "number": 1,
-                "model": model.ref,
-                "version": model.version_id,
-                "created_at": model.created_at,
-                "created_by": {"type": "organization", "username": deployment.owner,
-                               "name": deployment.owner},
-                "configuration": {
-                    "hardware": deployment.hardware,
-                    "min_instances": deployment.min_instances,
-                    "max_instances": deployment.max_instances,
-                },
-            },
-        })
-
-    async def list_hardware(self, request: web.Request) -> web.StreamResponse:
-        return _json([{"sku": sku, "name": name} for sku, name in HARDWARE.items()])
-
-    async def get_account(self, request: web.Request) -> web.StreamResponse:
-        return _json({"type": "user", "username": "replibatch-sim", "name": "Replibatch Simulator"})
-
-    # -- files -------------------------------------------------------------------------------
-    async def create_file(self, request: web.Request) -> web.StreamResponse:
-        if request.content_length is not None and request.content_length > _MAX_UPLOAD + 65536:
-            return problem(413, "Content Too Large", "Files must be less than 100MB in size")
-        form = await request.post()
-        content = form.get("content")
-        if content is None or not hasattr(content, "file"):
-            return problem(422, "Invalid request", "content is required (multipart file field)")
-        data = content.file.read()
-        if len(data) > _MAX_UPLOAD:
-            return problem(413, "Content Too Large", "Files must be less than 100MB in size")
-        metadata: Any = {}
-        if isinstance(form.get("metadata"), str):
-            try:
-                metadata = json.loads(str(form["metadata"]))
-            except ValueError:
-                return problem(422, "Invalid request", "metadata must be a JSON object")
-        if not isinstance(metadata, dict):
-            return problem(422, "Invalid request", "metadata must be a JSON object")
-        name = str(form.get("filename") or content.filename or "file")
-        content_type = str(form.get("type") or content.content_type or "application/octet-stream")
-        record = FileRecord(
-            id=new_file_id(), name=name, content_type=content_type, data=data, metadata=metadata,
-            created=self.clock.now(), sha256=hashlib.sha256(data).hexdigest(),
-            md5=hashlib.md5(data).hexdigest(),  # noqa: S324 - an etag, as the real API sends
-        )
-        self.files[record.id] = record
-        return _json(record.to_json(self.base_url, self.clock), 201)
-
-    async def list_files(self, request: web.Request) -> web.StreamResponse:
-        results = [f.to_json(self.base_url, self.clock) for f in reversed(self.files.values())]
-        return _json({"next": None, "previous": None, "results": results})
-
-    def _file(self, request: web.Request) -> FileRecord | None:
-        return self.files.get(request.match_info["file_id"])
-
-    async def get_file(self, request: web.Request) -> web.StreamResponse:
-        record = self._file(request)
-        if record is None:
-            return problem(404, "Not found", "File not found")
-        return _json(record.to_json(self.base_url, self.clock))
-
-    async def delete_file(self, request: web.Request) -> web.StreamResponse:
-        if self.files.pop(request.match_info["file_id"], None) is None:
-            return problem(404, "Not found", "File not found")
-        return web.Response(status=204)
-
-    async def download_file(self, request: web.Request) -> web.StreamResponse:
-        record = self._file(request)
-        if record is None:
-            return problem(404, "Not found", "File not found")
-        return web.Response(body=record.data, content_type=record.content_type)
-
-    async def delivery(self, request: web.Request) -> web.StreamResponse:
-        key = f"{request.match_info['prediction_id']}/{request.match_info['filename']}"
-        return await serve_blob(request, self.blobs.get(key), self.options, self.dice, self.stats)
-
-    # -- server-sent events ------------------------------------------------------------------
-    async def stream_prediction(self, request: web.Request) -> web.StreamResponse:
-        p = self.predictions.get(request.match_info["prediction_id"])
-        if p is None or not p.stream:
-            return problem(404, "Not found", "Stream not found")
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
-                                               "Cache-Control": "no-store"})
-        await response.prepare(request)
-        sent = 0
-        while True:
-            updated = p.updated
-            items = p.output if isinstance(p.output, list) else []
-            for item in items[sent:]:
-                data = "".join(f"data: {line}\n" for line in str(item).split("\n"))
-                await response.write(f"event: output\nid: {sent}\n{data}\n".encode())
-                sent += 1
-            if p.terminal:
-                break
-            await updated.wait()
-        if p.status == "failed":
-            payload = json.dumps({"detail": p.error})
-            await response.write(f"event: error\nid: {sent}\ndata: {payload}\n\n".encode())
-        else:
-            done = "{}" if p.status == "succeeded" else json.dumps({"reason": p.status})
-            await response.write(f"event: done\nid: {sent}\ndata: {done}\n\n".encode())
-        await response.write_eof()
-        return response
-
 
 class SimServer:
     """A running simulator: ``url``, ``stats``, ``options``, ``models``; ``configure()``, ``close()``.
@@ -754,6 +425,11 @@ class SimServer:
     def models(self) -> dict[str, SimModel]:
         """Hosted models by ``owner/name`` (``hardware``, ``pricing``, ``version_id`` ...)."""
         return dict(self.registry.models)
+
+    @property
+    def trainings(self) -> TrainingService:
+        """Trainings, created models and their counters (``trainings.stats``)."""
+        return self._app.trainings
 
     @property
     def deployments(self) -> dict[str, SimDeployment]:
@@ -823,13 +499,3 @@ class SimServer:
     def __repr__(self) -> str:
         state = "closed" if self._closed else self.url
         return f"<SimServer {state}>"
-
-
-def _parse_query_time(text: str) -> float:
-    """Epoch seconds of an ISO 8601 query value (``Z`` or an offset; naive means UTC)."""
-    from datetime import datetime, timezone
-
-    parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace(" ", "+"))
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.timestamp()
