@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 import replibatch as rb
-from replibatch.judge import parse_grade
+from replibatch.judge import DEFAULT_RUBRIC, parse_grade
 from replibatch.sim import SimServer
 from replibatch.sim.judges import grade_text, split_rubric
 
@@ -101,3 +101,19 @@ def test_bad_rubrics_raise_before_anything_is_sent(sim: SimServer) -> None:
 def test_parse_grade(reply: object, score: float | None, reason: str) -> None:
     grade = parse_grade(reply)
     assert grade.score == score and grade.reason == reason
+
+
+def test_ajudge_runs_on_asyncio_through_arun(sim: SimServer) -> None:
+    import anyio
+
+    res = pd.DataFrame({"prompt": ["Write about tea."], "output": ["Tea is warm and tea is green."],
+                        "status": ["succeeded"]})
+
+    async def main() -> pd.DataFrame:
+        return await rb.ajudge(res, "replibatch/judge", base_url=sim.url, api_token="r8_test",
+                               progress=False)
+
+    out = anyio.run(main, backend="asyncio")
+    rubric = DEFAULT_RUBRIC.format(prompt="Write about tea.", output="Tea is warm and tea is green.")
+    expected, _ = grade_text(*split_rubric(rubric))
+    assert out.at[0, "score_judge"] == expected and out.at[0, "judge_status"] == "succeeded"

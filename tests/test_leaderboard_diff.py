@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import replibatch as rb
 from replibatch.diff import dhash, image_similarity
@@ -153,3 +155,17 @@ def test_diff_pairs_rows_only_one_side_has_and_refuses_ambiguous_alignment() -> 
         rb.diff(pd.concat([before, before]), after)
     with pytest.raises(ValueError, match="'seed' is not in after"):
         rb.diff(before.assign(seed=1), after, on=["prompt", "seed"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text(alphabet="ab ", max_size=12), min_size=1, max_size=8),
+       st.lists(st.booleans(), min_size=8, max_size=8))
+def test_diff_changed_is_exactly_where_outputs_differ(outputs: list[str], flips: list[bool]) -> None:
+    before = pd.DataFrame({"prompt": [f"p{i}" for i in range(len(outputs))], "output": outputs,
+                           "status": "succeeded"})
+    after = before.copy()
+    after["output"] = [o + "!" if flips[i] else o for i, o in enumerate(outputs)]
+    d = rb.diff(before, after)
+    assert d["changed"].tolist() == flips[: len(outputs)]
+    assert ((d["similarity"] == 1.0) == ~d["changed"]).all()
+    assert d["similarity"].between(0, 1).all()
