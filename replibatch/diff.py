@@ -118,10 +118,15 @@ def _keys(frame: pd.DataFrame, on: list[str], side: str) -> list[tuple[Any, ...]
     return keys
 
 
-def _column(frame: pd.DataFrame, name: str, position: int | None) -> Any:
-    if position is None or name not in frame.columns:
-        return None
-    return frame[name].iat[position]
+class _Columns:
+    """The cells of a frame's columns as lists, read once (a per-cell frame lookup is slow)."""
+
+    def __init__(self, frame: pd.DataFrame, names: list[str]) -> None:
+        self._lists = {name: frame[name].tolist() for name in names if name in frame.columns}
+
+    def get(self, name: str, position: int | None) -> Any:
+        values = self._lists.get(name)
+        return None if values is None or position is None else values[position]
 
 
 def _number(value: Any) -> float:
@@ -163,11 +168,13 @@ def diff(before: pd.DataFrame, after: pd.DataFrame, on: str | Sequence[str] | No
     matched = {j for _, _, j in pairs if j is not None}
     pairs += [(key, None, j) for j, key in enumerate(right) if j not in matched]
     scores = [c for c in score_columns(before) if c in after.columns]
+    wanted = ["output", "status", "cost_usd", "latency_s", *scores]
+    left_cells, right_cells = _Columns(before, wanted), _Columns(after, wanted)
 
     records = []
     for key, i, j in pairs:
-        out_b, out_a = _column(before, "output", i), _column(after, "output", j)
-        st_b, st_a = _column(before, "status", i), _column(after, "status", j)
+        out_b, out_a = left_cells.get("output", i), right_cells.get("output", j)
+        st_b, st_a = left_cells.get("status", i), right_cells.get("status", j)
         both = i is not None and j is not None
         changed = not both or fingerprint(out_b) != fingerprint(out_a) or st_b != st_a
         record: dict[str, Any] = dict(zip(columns, key))
@@ -178,10 +185,10 @@ def diff(before: pd.DataFrame, after: pd.DataFrame, on: str | Sequence[str] | No
             similarity=output_similarity(out_b, out_a) if both else math.nan,
         )
         for name in scores:
-            b, a = _number(_column(before, name, i)), _number(_column(after, name, j))
+            b, a = _number(left_cells.get(name, i)), _number(right_cells.get(name, j))
             record.update({f"{name}_before": b, f"{name}_after": a, f"{name}_delta": a - b})
         for name, label in (("cost_usd", "cost_delta"), ("latency_s", "latency_delta")):
-            record[label] = _number(_column(after, name, j)) - _number(_column(before, name, i))
+            record[label] = _number(right_cells.get(name, j)) - _number(left_cells.get(name, i))
         records.append(record)
     result = pd.DataFrame.from_records(records)
     for name in ("output_before", "output_after"):

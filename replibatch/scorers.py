@@ -1,4 +1,5 @@
-"""Common scorers for `replibatch.score`: each call returns a scorer (a callable of the row).
+"""Common scorers for `replibatch.score`: each call returns a scorer (a callable of the row, a
+mapping of column -> value such as `replibatch.score.Row` or a pandas Series).
 
     rb.score(res,
              cat=rb.scorers.contains("cat"),                 # 1.0 / 0.0
@@ -18,10 +19,8 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
-
-import pandas as pd
 
 __all__ = [
     "contains",
@@ -34,7 +33,7 @@ __all__ = [
     "text_ratio",
 ]
 
-RowScorer = Callable[[pd.Series], float]
+RowScorer = Callable[[Mapping[str, Any]], float]
 
 
 def text_of(output: Any) -> str:
@@ -64,8 +63,8 @@ def text_ratio(a: str, b: str) -> float:
     return difflib.SequenceMatcher(None, left, right, autojunk=False).ratio()
 
 
-def _reference(row: pd.Series, column: str) -> Any:
-    if column not in row.index:
+def _reference(row: Mapping[str, Any], column: str) -> Any:
+    if column not in row:
         raise KeyError(f"the row has no column {column!r}")
     return row[column]
 
@@ -79,7 +78,7 @@ def contains(text: str, *, case: bool = False) -> RowScorer:
     """1.0 when the output contains `text` (case-insensitive unless `case`), else 0.0."""
     needle = text if case else text.casefold()
 
-    def scorer(row: pd.Series) -> float:
+    def scorer(row: Mapping[str, Any]) -> float:
         haystack = text_of(row["output"])
         return float(needle in (haystack if case else haystack.casefold()))
 
@@ -93,7 +92,7 @@ def regex(pattern: str, *, flags: int = 0, count: bool = False) -> RowScorer:
     """
     compiled = re.compile(pattern, flags)
 
-    def scorer(row: pd.Series) -> float:
+    def scorer(row: Mapping[str, Any]) -> float:
         text = text_of(row["output"])
         if count:
             return float(sum(1 for _ in compiled.finditer(text)))
@@ -106,7 +105,7 @@ def json_valid(*, required: tuple[str, ...] | list[str] = ()) -> RowScorer:
     """1.0 when the output is (or, as text, parses as) JSON having every `required` key."""
     wanted = tuple(required)
 
-    def scorer(row: pd.Series) -> float:
+    def scorer(row: Mapping[str, Any]) -> float:
         output = row["output"]
         if isinstance(output, str):
             text = output.strip()
@@ -131,7 +130,7 @@ def length(unit: str = "chars") -> RowScorer:
     if unit not in ("chars", "words", "lines"):
         raise ValueError(f"unit must be 'chars', 'words' or 'lines', got {unit!r}")
 
-    def scorer(row: pd.Series) -> float:
+    def scorer(row: Mapping[str, Any]) -> float:
         text = text_of(row["output"])
         if unit == "chars":
             return float(len(text))
@@ -146,7 +145,7 @@ def equals(column: str, *, case: bool = False) -> RowScorer:
     """1.0 when the output equals the row's `column` (whitespace-collapsed; case-insensitive
     unless `case`). The scorer raises KeyError on a row without `column`."""
 
-    def scorer(row: pd.Series) -> float:
+    def scorer(row: Mapping[str, Any]) -> float:
         expected = text_of(_reference(row, column))
         return float(_normalize(text_of(row["output"]), case) == _normalize(expected, case))
 
@@ -157,7 +156,7 @@ def similarity(column: str) -> RowScorer:
     """Text similarity in [0, 1] of the output to the row's `column` (`text_ratio`, case-folded).
     The scorer raises KeyError on a row without `column`."""
 
-    def scorer(row: pd.Series) -> float:
+    def scorer(row: Mapping[str, Any]) -> float:
         expected = _normalize(text_of(_reference(row, column)), False)
         return text_ratio(_normalize(text_of(row["output"]), False), expected)
 

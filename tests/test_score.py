@@ -11,6 +11,7 @@ import pytest
 
 import replibatch as rb
 from replibatch import scorers
+from replibatch.score import Row
 from replibatch.sim import serve
 
 
@@ -48,6 +49,20 @@ def test_rows_that_did_not_succeed_are_nan_and_never_passed_to_the_scorer() -> N
     out = rb.score(_frame(), s=lambda row: seen.append(row["prompt"]) or 1)
     assert seen == ["a", "b", "c"]
     assert math.isnan(out.at[13, "score_s"])
+
+
+def test_a_row_scorer_gets_every_column_by_key_and_attribute_and_the_label() -> None:
+    seen = []
+
+    def look(row: Row) -> float:
+        seen.append((row.name, row["prompt"], row.expected, row.get("nope", "-")))
+        assert row.to_series().name == row.name and row.to_series()["output"] == row.output
+        with pytest.raises(AttributeError, match="nope"):
+            row.nope  # noqa: B018
+        return 1
+
+    rb.score(_frame(), look=look)
+    assert seen == [(10, "a", "The cat sat", "-"), (11, "b", "42", "-"), (12, "c", "x", "-")]
 
 
 def test_a_callable_of_output_gets_the_output_and_bools_become_numbers() -> None:
