@@ -27,6 +27,7 @@ from .leaderboard import Leaderboard, leaderboard
 from .ratings import rate, ratings
 from .runner import arun, run
 from .score import score
+from .spend import set_budget, spend
 
 __version__ = "0.1.0"
 
@@ -57,4 +58,6 @@ __all__ = [
     "run",
     "score",
     "scorers",
+    "set_budget",
+    "spend",
 ]

@@ -386,6 +386,10 @@ def build_parser() -> argparse.ArgumentParser:
     clear.add_argument("--older-than", metavar="AGE",
                        help="only results stored longer ago than AGE: 7d, 12h, 30m or seconds")
 
+    from .spend_cli import add_spend_parser
+
+    add_spend_parser(commands)
+
     # The simulator keeps its own options; they are shown here and handed to it unchanged.
     commands.add_parser(
         "sim",
@@ -417,6 +421,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "cache":
             return _cache(args, parser)
+        if args.command == "spend":
+            from .errors import ConfigurationError
+            from .spend_cli import spend_command
+
+            try:
+                return spend_command(args)
+            except ConfigurationError as exc:
+                raise CliError(str(exc)) from None
         if args.command == "sim":
             from .sim.cli import main as sim_main
 
