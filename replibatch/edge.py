@@ -14,15 +14,20 @@ from a gateway) raises ``OutcomeUnknownError`` because a retry could pay for a d
 
 from __future__ import annotations
 
+import functools
 import io
 import os
+import ssl
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
+import certifi
 import httpx
 import replicate
 
+from .download import Downloaded, DownloadLimits, check_output_url, stream_to_file
 from .errors import (
     AuthenticationError,
     ConfigurationError,
@@ -71,6 +76,19 @@ def _problem_detail(body: Any, text: str) -> str:
     return snippet or "no detail"
 
 
+@functools.lru_cache(maxsize=1)
+def _tls() -> ssl.SSLContext:
+    """One TLS context per process: loading the CA bundle takes ~0.3 s, too long to pay on the
+    first download of every run (outputs expire; the run may be racing that)."""
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+def cancel_after_header(seconds: float) -> str:
+    """A ``Cancel-After`` value in the spec's duration form: ``90s``, ``1.5s`` (ms precision)."""
+    text = f"{max(0.0, seconds):.3f}".rstrip("0").rstrip(".")
+    return f"{text or '0'}s"
+
+
 class Edge:
     """Async access to the Replicate API for one run (one event loop).
 
@@ -117,6 +135,7 @@ class Edge:
         if hasattr(sdk_transport, "max_attempts"):
             sdk_transport.max_attempts = 1
         self._downloads: httpx.AsyncClient | None = None
+        self._download_client()  # built now, not while an expiring output waits for it
 
     def __repr__(self) -> str:
         return f"Edge(base_url={self._base_url or 'https://api.replicate.com'!r})"
@@ -156,7 +175,7 @@ class Edge:
         may have been sent raise OutcomeUnknownError instead of TransientError.
         """
         self.require_token()
-        http = self._sdk._async_client  # noqa: SLF001 - the SDK's configured httpx client
+        http = self._sdk._async_client  # noqa: SLF001
         extra: dict[str, Any] = {}
         if timeout is not None:
             extra["timeout"] = httpx.Timeout(timeout, connect=10.0, pool=None)
@@ -209,12 +228,20 @@ class Edge:
         return (await self.request("GET", f"/v1/deployments/{owner}/{name}")).body
 
     async def create_prediction(
-        self, target: tuple[str, str], input: dict, *, wait: int | None
+        self,
+        target: tuple[str, str],
+        input: dict,
+        *,
+        wait: int | None,
+        cancel_after: float | None = None,
     ) -> ApiReply:
         """Create a prediction. ``target`` is ("version", id), ("model", "o/n") or ("deployment", "o/n").
 
         With ``wait`` (1..60) the server holds the reply until the prediction finishes or the
-        time passes (``Prefer: wait=N``).
+        time passes (``Prefer: wait=N``). With ``cancel_after`` (seconds) Replicate itself
+        cancels the prediction that long after its creation (``Cancel-After``, the spec's
+        ``parameters_cancel_after_header``: a duration such as ``90s``; its minimum is 5 s),
+        so it stops billing even if this process dies.
         """
         kind, ident = target
         if kind == "version":
@@ -225,10 +252,12 @@ class Edge:
             path, body = f"/v1/deployments/{ident}/predictions", {"input": input}
         else:  # pragma: no cover - programming error
             raise ValueError(f"unknown target kind {kind!r}")
-        headers = {"Prefer": f"wait={wait}"} if wait else None
+        headers = {"Prefer": f"wait={wait}"} if wait else {}
+        if cancel_after is not None:
+            headers["Cancel-After"] = cancel_after_header(cancel_after)
         timeout = (wait + self._request_timeout) if wait else None
         return await self.request(
-            "POST", path, json=body, headers=headers, timeout=timeout, creates=True
+            "POST", path, json=body, headers=headers or None, timeout=timeout, creates=True
         )
 
     async def get_prediction(self, prediction_id: str) -> ApiReply:
@@ -263,23 +292,30 @@ class Edge:
             raise TransientError(f"file upload failed: {type(exc).__name__}") from None
         return created.urls["get"]
 
-    async def download(self, url: str) -> bytes:
-        """Fetch an output file. The API token is sent only to the API's own host."""
-        same_host = urlsplit(url).netloc == urlsplit(str(self._sdk._async_client.base_url)).netloc  # noqa: SLF001
-        if same_host:
-            http = self._sdk._async_client  # noqa: SLF001
-        else:
-            if self._downloads is None:
-                extra = {"transport": self._user_transport} if self._user_transport else {}
-                self._downloads = httpx.AsyncClient(
-                    timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True, **extra
-                )
-            http = self._downloads
-        try:
-            response = await http.get(url)
-        except httpx.TransportError as exc:
-            raise TransientError(f"download failed: {type(exc).__name__}") from None
-        if response.status_code >= 400:
-            kind = TransientError if response.status_code >= 500 else ReplicateAPIError
-            raise kind(f"download of {url} failed", status=response.status_code)
-        return response.content
+    @property
+    def api_base_url(self) -> str:
+        return str(self._sdk._async_client.base_url)
+
+    def _download_client(self) -> httpx.AsyncClient:
+        if self._downloads is None:
+            extra: dict[str, Any] = (
+                {"transport": self._user_transport} if self._user_transport else {"verify": _tls()}
+            )
+            # No auth: the token is never sent with a file (see replibatch.download). The read
+            # timeout guards a stalled connection; the total deadline is stream_to_file's.
+            self._downloads = httpx.AsyncClient(
+                timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True, **extra
+            )
+        return self._downloads
+
+    async def download(
+        self, url: str, directory: Path, limits: DownloadLimits | None = None
+    ) -> Downloaded:
+        """Fetch an output file into a temporary file in `directory` (see `replibatch.download`).
+
+        Never sends the API token; refuses URLs that point at the API. Raises DownloadError for
+        a refused URL, a file over the byte cap, a download past its deadline or a 4xx, and
+        TransientError for a 5xx or a dropped connection.
+        """
+        check_output_url(url, self.api_base_url)
+        return await stream_to_file(self._download_client(), url, directory, limits or DownloadLimits())
