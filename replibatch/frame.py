@@ -41,6 +41,7 @@ from .refs import ModelRef, parse_model_ref
 __all__ = [
     "MODEL_COLUMN",
     "ADDED_COLUMNS",
+    "CACHE_KEY_COLUMN",
     "RESULT_COLUMNS",
     "SAMPLE_COLUMN",
     "STATUSES",
@@ -85,8 +86,11 @@ MAX_ERROR_CHARS = 500
 
 TIMELINE_COLUMNS: tuple[str, ...] = ("submitted_at", "completed_at")
 """Client-clock epoch seconds of each row's create and result, added by the runner."""
+CACHE_KEY_COLUMN = "cache_key"
+"""The row's cache key (`replibatch.keys.cache_key`), added by the runner; None when the row
+could not be keyed (its model did not resolve). Ratings are stored under it (ratings.py)."""
 ADDED_COLUMNS: frozenset[str] = frozenset(
-    (MODEL_COLUMN, *RESULT_COLUMNS, *TOKEN_COLUMNS, *TIMELINE_COLUMNS)
+    (MODEL_COLUMN, *RESULT_COLUMNS, *TOKEN_COLUMNS, *TIMELINE_COLUMNS, CACHE_KEY_COLUMN)
 )
 """Every column a run may add to the frame; anything else is the user's."""
 

@@ -935,6 +935,11 @@ async def arun(
     for column in frames.TIMELINE_COLUMNS:
         # numpy reads None as NaN in a float array: cached and never-sent rows have no times.
         result[column] = np.array([row.get(column) if row else None for row in rows], dtype=float)
+    # Each row's cache key (None when it could not be keyed): ratings are stored under it.
+    result[frames.CACHE_KEY_COLUMN] = pd.Series(
+        [row.get(frames.CACHE_KEY_COLUMN) if row else None for row in rows],
+        index=result.index, dtype=object,
+    )
     summary = RunSummary(summarize(result, time.monotonic() - started))
     summary["invalid"] = engine.state.invalid
     summary["create_rate_per_minute"] = engine.creates.ceiling_per_minute
@@ -1044,6 +1049,10 @@ async def _execute(engine: _Engine, plan: frames.Plan) -> list[dict]:
             rows[i] = shared_row(rows[leader] or {}, leader)
             if bar is not None:
                 bar.tick(rows[i], jobs[i].input)
+    # Identical jobs share a row's values and also its key: each row carries the key it has.
+    for i, key in enumerate(keys):
+        if rows[i] is not None:
+            rows[i][frames.CACHE_KEY_COLUMN] = key  # type: ignore[index]
     return [row for row in rows]  # type: ignore[misc]
 
 

@@ -16,7 +16,6 @@ from importlib.metadata import packages_distributions
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
