@@ -14,10 +14,10 @@ counters. Demo models: ``replibatch/tiny-llama``, ``replibatch/pixel-diffusion``
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from replibatch.sim.cog import BasePredictor, FileInput, Input, OutputFile
-from replibatch.sim.faults import SimOptions
+from replibatch.sim.faults import SimOptions, credit_pairs
 from replibatch.sim.models import (
     HARDWARE,
     SimDeployment,
@@ -54,6 +54,7 @@ def serve(
     models: Iterable[SimModel] | None = None,
     deployments: Iterable[SimDeployment] | None = None,
     api_tokens: Iterable[str] | None = None,
+    credit: Mapping[str, float] | None = None,
     create_rate: float | None = 600.0,
     create_burst: float | None = None,
     read_rate: float | None = 3000.0,
@@ -99,6 +100,9 @@ def serve(
       models=None: the demo models (:func:`default_models`); pass a list to host others.
       deployments=None: the demo deployment (:func:`default_deployments`).
       api_tokens=None: any non-empty Bearer/Token is accepted; a collection restricts it.
+      credit=None: prepaid USD per token, e.g. ``{"r8_a": 0.05}``: each finished prediction is
+      charged its price-table cost to the token that created it; once spent, that token's
+      creates get 402 "Billing required" (the recorded body). Unnamed tokens are unlimited.
       page_size=100: predictions per page of ``GET /v1/predictions`` (newest first, filters
       ``created_after`` / ``created_before``, cursor ``next``; cheap however deep the paging).
       official_internal_names=True: a prediction of an official model created through
@@ -159,9 +163,12 @@ def serve(
     throttled_creates, cancels, aborted, in_flight, requests per route, list_pages, downloads,
     errors_after_create and faults by kind; safe to read from any thread.
 
-    Raises ValueError for an out-of-range option, TypeError for an unsupported model, OSError
-    when the port cannot be bound.
+    Raises ValueError for an out-of-range option (``port`` outside 0–65535 included), TypeError
+    for an unsupported model, OSError when the port cannot be bound.
     """
+    # Checked here: the socket layer would raise OverflowError, which is not the documented error.
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ValueError(f"port must be 0–65535, got {port!r}")
     rates: dict[str, float | None] = {"create_rate": create_rate, "create_burst": create_burst,
                                       "read_rate": read_rate, "read_burst": read_burst}
     if account is not None:
@@ -174,6 +181,7 @@ def serve(
         rates = preset
     options = SimOptions(
         api_tokens=frozenset(api_tokens) if api_tokens is not None else None,
+        credit=credit_pairs(credit) if credit is not None else None,
         create_rate=rates["create_rate"],
         create_burst=rates["create_burst"],
         read_rate=rates["read_rate"],

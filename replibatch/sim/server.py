@@ -41,6 +41,7 @@ from replibatch.sim.state import (
     iso,
     new_prediction_id,
 )
+from replibatch.sim.credit import CreditAccounts, request_token
 from replibatch.sim.streams import StreamRoutes
 from replibatch.sim.trainings import TrainingService
 
@@ -89,6 +90,7 @@ class _SimApp(Lifecycle, CatalogRoutes, FileRoutes, StreamRoutes):
         self.blobs: dict[str, Blob] = {}
         self.runs: dict[str, int] = {}
         self.limits = Limits(options)
+        self.credit = CreditAccounts(dict(options.credit or ()))
         self.runner: web.AppRunner | None = None
         self.trainings = TrainingService(self)
 
@@ -143,6 +145,7 @@ class _SimApp(Lifecycle, CatalogRoutes, FileRoutes, StreamRoutes):
     def reconfigure(self, options: SimOptions) -> None:
         old, self.options = self.options, options
         self.limits.reconfigure(options)
+        self.credit.reconfigure(dict(options.credit or ()))
         if old.seed != options.seed:
             self.dice.reseed(options.seed)
 
@@ -176,6 +179,8 @@ class _SimApp(Lifecycle, CatalogRoutes, FileRoutes, StreamRoutes):
         if not self._authorized(request):
             return web.Response(status=401, body=_UNAUTHENTICATED,
                                 content_type="application/problem+json")
+        if is_create and (unpaid := self.credit.refused(request_token(request))) is not None:
+            return unpaid
         admission = self.limits.admit(is_create)
         if admission.refused is not None:
             return admission.refused
@@ -201,9 +206,8 @@ class _SimApp(Lifecycle, CatalogRoutes, FileRoutes, StreamRoutes):
             return problem(exc.status, exc.reason, f"{exc.reason}: {request.method} {request.path}")
 
     def _authorized(self, request: web.Request) -> bool:
-        scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
-        token = token.strip()
-        if scheme.lower() not in ("bearer", "token") or not token:
+        token = request_token(request)
+        if token is None:
             return False
         allowed = self.options.api_tokens
         return allowed is None or token in allowed
@@ -302,6 +306,7 @@ class _SimApp(Lifecycle, CatalogRoutes, FileRoutes, StreamRoutes):
             stream=model.streams,
             reported_model=(internal_model_name(model.owner, model.name)
                             if official and o.official_internal_names else None),
+            token=request_token(request),
         )
         self.predictions[prediction.id] = prediction
         self.order.append(prediction)
@@ -425,6 +430,11 @@ class SimServer:
     def models(self) -> dict[str, SimModel]:
         """Hosted models by ``owner/name`` (``hardware``, ``pricing``, ``version_id`` ...)."""
         return dict(self.registry.models)
+
+    @property
+    def credit(self) -> CreditAccounts:
+        """Prepaid credit by token (``credit=``): ``remaining(token)``, ``charged()``."""
+        return self._app.credit
 
     @property
     def trainings(self) -> TrainingService:
