@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import replicate
 
+from .deadlines import MAX_WAIT, cancel_after_header
 from .errors import (
     AuthenticationError,
     ConfigurationError,
@@ -34,6 +36,7 @@ from .errors import (
     TransientError,
 )
 from .limiter import retry_after_seconds
+from .shared_limits import account_fingerprint
 
 __all__ = ["ApiReply", "Edge", "resolve_token"]
 
@@ -58,7 +61,7 @@ def resolve_token(api_token: str | None, client: replicate.Client | None) -> str
     if api_token:
         return api_token
     if client is not None and getattr(client, "_api_token", None):
-        return client._api_token  # noqa: SLF001 - the SDK has no public accessor
+        return client._api_token
     return os.environ.get("REPLICATE_API_TOKEN") or None
 
 
@@ -113,13 +116,19 @@ class Edge:
         )
         # The SDK's transport retries GETs on 429/503/504 by itself, up to 10 times over ~50 s,
         # unpaced by our limiters; the runner retries instead, so let each request go once.
-        sdk_transport = getattr(self._sdk._async_client, "_transport", None)  # noqa: SLF001
+        sdk_transport = getattr(self._sdk._async_client, "_transport", None)
         if hasattr(sdk_transport, "max_attempts"):
             sdk_transport.max_attempts = 1
         self._downloads: httpx.AsyncClient | None = None
 
     def __repr__(self) -> str:
         return f"Edge(base_url={self._base_url or 'https://api.replicate.com'!r})"
+
+    @property
+    def account(self) -> str:
+        """A fingerprint of the token and server (never the token): names the account whose
+        limits processes share (``shared_limits``)."""
+        return account_fingerprint(self._token, self._base_url)
 
     @property
     def has_token(self) -> bool:
@@ -134,7 +143,7 @@ class Edge:
             )
 
     async def aclose(self) -> None:
-        http = self._sdk._async_client  # noqa: SLF001
+        http = self._sdk._async_client
         await http.aclose()
         if self._downloads is not None:
             await self._downloads.aclose()
@@ -156,7 +165,7 @@ class Edge:
         may have been sent raise OutcomeUnknownError instead of TransientError.
         """
         self.require_token()
-        http = self._sdk._async_client  # noqa: SLF001 - the SDK's configured httpx client
+        http = self._sdk._async_client
         extra: dict[str, Any] = {}
         if timeout is not None:
             extra["timeout"] = httpx.Timeout(timeout, connect=10.0, pool=None)
@@ -209,12 +218,20 @@ class Edge:
         return (await self.request("GET", f"/v1/deployments/{owner}/{name}")).body
 
     async def create_prediction(
-        self, target: tuple[str, str], input: dict, *, wait: int | None
+        self,
+        target: tuple[str, str],
+        input: dict,
+        *,
+        wait: int | None,
+        cancel_after: float | None = None,
     ) -> ApiReply:
         """Create a prediction. ``target`` is ("version", id), ("model", "o/n") or ("deployment", "o/n").
 
-        With ``wait`` (1..60) the server holds the reply until the prediction finishes or the
-        time passes (``Prefer: wait=N``).
+        With ``wait`` (a whole number 1..60) the server holds the reply until the prediction
+        finishes or the time passes (``Prefer: wait=N``). With ``cancel_after`` (seconds) the
+        server cancels the prediction that long after creating it (``Cancel-After``, sent as
+        ``deadlines.cancel_after_header`` formats it: whole seconds, at least 5).
+        Raises ValueError for a wait outside 1..60 (a programming error).
         """
         kind, ident = target
         if kind == "version":
@@ -225,10 +242,16 @@ class Edge:
             path, body = f"/v1/deployments/{ident}/predictions", {"input": input}
         else:  # pragma: no cover - programming error
             raise ValueError(f"unknown target kind {kind!r}")
-        headers = {"Prefer": f"wait={wait}"} if wait else None
+        headers: dict[str, str] = {}
+        if wait:
+            if not 1 <= wait <= MAX_WAIT or int(wait) != wait:
+                raise ValueError(f"wait must be a whole number of seconds in 1..60, got {wait!r}")
+            headers["Prefer"] = f"wait={int(wait)}"
+        if cancel_after is not None:
+            headers["Cancel-After"] = cancel_after_header(cancel_after)
         timeout = (wait + self._request_timeout) if wait else None
         return await self.request(
-            "POST", path, json=body, headers=headers, timeout=timeout, creates=True
+            "POST", path, json=body, headers=headers or None, timeout=timeout, creates=True
         )
 
     async def get_prediction(self, prediction_id: str) -> ApiReply:
@@ -238,15 +261,25 @@ class Edge:
         return await self.request("POST", f"/v1/predictions/{prediction_id}/cancel")
 
     async def list_predictions(
-        self, *, created_after: str | None = None, cursor_url: str | None = None
+        self,
+        *,
+        created_after: str | None = None,
+        created_before: str | None = None,
+        cursor_url: str | None = None,
     ) -> ApiReply:
-        """One page of the account's predictions, newest first."""
+        """One page of the account's predictions, newest first (the spec's ``created_after``
+        is "at or after", ``created_before`` strictly before). A ``cursor_url`` (a page's
+        ``next``) already carries the filters."""
         if cursor_url:
             parts = urlsplit(cursor_url)
             path = parts.path + (f"?{parts.query}" if parts.query else "")
             return await self.request("GET", path)
-        params = {"created_after": created_after} if created_after else None
-        return await self.request("GET", "/v1/predictions", params=params)
+        params = {
+            name: value
+            for name, value in (("created_after", created_after), ("created_before", created_before))
+            if value
+        }
+        return await self.request("GET", "/v1/predictions", params=params or None)
 
     async def upload_file(self, data: bytes, *, filename: str, content_type: str) -> str:
         """Upload bytes through the files API; return the URL to pass as input."""
@@ -265,9 +298,9 @@ class Edge:
 
     async def download(self, url: str) -> bytes:
         """Fetch an output file. The API token is sent only to the API's own host."""
-        same_host = urlsplit(url).netloc == urlsplit(str(self._sdk._async_client.base_url)).netloc  # noqa: SLF001
+        same_host = urlsplit(url).netloc == urlsplit(str(self._sdk._async_client.base_url)).netloc
         if same_host:
-            http = self._sdk._async_client  # noqa: SLF001
+            http = self._sdk._async_client
         else:
             if self._downloads is None:
                 extra = {"transport": self._user_transport} if self._user_transport else {}

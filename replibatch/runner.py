@@ -17,13 +17,15 @@ search runs on interrupt, so a create whose reply had not arrived yet is still c
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from typing import Any
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
@@ -37,6 +39,7 @@ from ._gc import paused as gc_paused
 from .budget import Budget
 from .cache import CacheEntry, ResultCache, open_cache
 from .cost import PriceTable, cost_of, expected_cost
+from .deadlines import prefer_wait
 from .edge import Edge
 from .errors import (
     AuthenticationError,
@@ -49,13 +52,15 @@ from .errors import (
 from .inputs import SMALL_FILE_BYTES, FileInput, content_hash, data_uri, map_files
 from .keys import cache_key, canonical_json
 from .limiter import DEFAULT_READ_RATE, AdaptiveRateLimiter, TokenBucket, poll_interval
+from .poller import Poller
+from .shared_limits import SharedSchedule
 from .refs import ModelRef, parse_model_ref
 from .summary import format_summary, summarize
 
 __all__ = ["DEFAULT_CONCURRENCY", "arun", "run"]
 
 DEFAULT_CONCURRENCY = 128
-MAX_WAIT = 60  # Prefer: wait=N accepts 1..60
+MAX_WAIT = 60  # Prefer: wait=N accepts 1..60 (tests set 0: no Prefer, every row polls)
 _TERMINAL = {"succeeded", "failed", "canceled", "aborted"}
 _THROTTLE_RETRIES = 60  # a 429 creates nothing, so it may be retried far more than a failure
 _CLEANUP_SECONDS = 20.0
@@ -247,6 +252,12 @@ class _Engine:
         self.budget_changed = anyio.Event()
         self.limiter_changed = anyio.Event()
         self.writer = _CacheWriter(cache) if cache is not None else None
+        self.poller = Poller(edge, self._read, clock=clock)
+        # Other processes on this machine using the same account share its limits with us.
+        self.shared_creates = self.shared_reads = None
+        if cache is not None:
+            self.shared_creates = SharedSchedule(cache.directory, edge.account, "create")
+            self.shared_reads = SharedSchedule(cache.directory, edge.account, "read")
 
     # -- pacing -----------------------------------------------------------------------------
 
@@ -254,6 +265,10 @@ class _Engine:
         delay = self.reads.reserve()
         if delay > 0:
             await anyio.sleep(delay)
+        if self.shared_reads is not None:
+            delay = self.shared_reads.claim(DEFAULT_READ_RATE)
+            if delay > 0:
+                await anyio.sleep(delay)
 
     async def _read(self, call: Callable[[], Any]) -> Any:
         """A read (GET, cancel, list): paced by the read bucket, retried on transient failures."""
@@ -356,29 +371,41 @@ class _Engine:
         meanwhile, cleanup searches for the prediction it may have made and cancels it.
         """
         failures = throttles = 0
-        wait = MAX_WAIT if self.timeout is None else max(1, min(MAX_WAIT, math.ceil(self.timeout)))
+        # Rounded down: a held create never answers after the row's deadline (deadlines.py).
+        wait = prefer_wait(self.timeout, MAX_WAIT)
         while True:
             place = self.creates.reserve()
             while (pause := place.wait()) > 0:
                 # Wake early when the limiter re-plans (a 429 pause, a learned higher rate).
                 with anyio.move_on_after(pause):
                     await self.limiter_changed.wait()
+            if self.shared_creates is not None:
+                # The account's slots, shared with other processes on this machine.
+                delay = self.shared_creates.claim(self.creates.rate_per_minute)
+                if delay > 0:
+                    await anyio.sleep(delay)
             attempt = _Attempt(target, payload, _utcnow() - _CLOCK_SKEW)
             self.state.attempts[position] = attempt
             sent, sent_wall = self.clock(), time.time()
             try:
                 reply = await self.edge.create_prediction(
-                    (target.kind, target.ident), payload, wait=wait
+                    (target.kind, target.ident), payload, wait=wait, cancel_after=self.timeout
                 )
             except RateLimitedError as exc:
                 del self.state.attempts[position]
                 throttles += 1
                 hint = exc.retry_after
-                self._limiter_event(lambda: self.creates.on_throttled(hint))
+                episodes = self.creates.episodes
+                self._limiter_event(lambda h=hint, t=sent: self.creates.on_throttled(h, sent_at=t))
+                if self.shared_creates is not None and self.creates.episodes != episodes:
+                    self.shared_creates.pause(self.creates.pause_remaining())
+                    self.shared_creates.learned(self.creates.rate_per_minute)
                 if throttles > _THROTTLE_RETRIES:
                     raise
                 continue
-            except OutcomeUnknownError:
+            except OutcomeUnknownError as exc:
+                if exc.status:
+                    self.creates.on_passed(sent_at=sent)  # a 5xx got past the rate limit
                 failures += 1
                 found = await self.reconcile(attempt)
                 del self.state.attempts[position]
@@ -389,8 +416,10 @@ class _Engine:
                     raise
                 await _backoff(failures)
                 continue
-            except TransientError:
+            except TransientError as exc:
                 del self.state.attempts[position]
+                if exc.status:
+                    self.creates.on_passed(sent_at=sent)
                 failures += 1
                 if failures > self.retries:
                     raise
@@ -404,7 +433,7 @@ class _Engine:
             self.state.in_flight.add(reply.body["id"])
             del self.state.attempts[position]
             self._limiter_event(lambda: self.creates.observe(reply.headers))
-            self.creates.on_success()
+            self._limiter_event(lambda t=sent: self.creates.on_success(sent_at=t))
             self.state.claimed.add(reply.body["id"])
             return reply.body, sent, sent_wall
 
@@ -451,24 +480,6 @@ class _Engine:
                 target.model_name is None or record.get("model") == target.model_name
             )
         return record.get("model") == target.ident
-
-    async def wait_for(self, record: dict, deadline: float | None) -> dict:
-        """Poll until the prediction is terminal (or the deadline passes: returns it unfinished)."""
-        attempt = 0
-        while record.get("status") not in _TERMINAL:
-            attempt += 1
-            pause = poll_interval(attempt)
-            if deadline is not None:
-                left = deadline - self.clock()
-                if left <= 0:
-                    return record
-                pause = min(pause, left)
-            await anyio.sleep(pause)
-            if deadline is not None and self.clock() >= deadline:
-                return record
-            reply = await self._read(lambda: self.edge.get_prediction(record["id"]))
-            record = reply.body
-        return record
 
     async def cancel(self, prediction_id: str) -> dict | None:
         try:
@@ -523,7 +534,7 @@ class _Engine:
                 if key is not None and record.get("status") not in _TERMINAL:
                     await self._mark_pending(key, record["id"], job, target)
                 deadline = None if self.timeout is None else sent + self.timeout
-                record = await self.wait_for(record, deadline)
+                record = await self.poller.wait(record, sent=sent, deadline=deadline)
                 unfinished = record.get("status") not in _TERMINAL  # the deadline passed
                 if unfinished:
                     with anyio.CancelScope(shield=True):
@@ -746,6 +757,11 @@ async def arun(
         result[column] = np.array([row.get(column) if row else None for row in rows], dtype=float)
     summary = summarize(result, time.monotonic() - started)
     summary["create_rate_per_minute"] = engine.creates.ceiling_per_minute
+    summary["create_rate_learned_per_minute"] = engine.creates.rate_per_minute
+    summary["throttle_episodes"] = engine.creates.episodes
+    summary["throttled"] = engine.creates.refusals
+    summary["throttled_after_first_episode"] = engine.creates.refusals_after_first
+    summary["poll"] = dataclasses.asdict(engine.poller.stats)
     if engine.bar is not None:
         engine.bar.set_postfix_str(format_summary(summary), refresh=False)
         engine.bar.close()
@@ -801,12 +817,14 @@ async def _execute(engine: _Engine, plan: frames.Plan) -> list[dict]:
         async with anyio.create_task_group() as outer:
             if writer is not None:
                 outer.start_soon(writer.run)
+            outer.start_soon(engine.poller.run)
             async with anyio.create_task_group() as tg:
                 for i in todo:
                     job = jobs[i]
                     tg.start_soon(
                         _run_into, engine, rows, i, job, targets[job.model], keys[i], pending.get(i), bar
                     )
+            engine.poller.close()
             if writer is not None:
                 writer.close()
     except BaseException:
@@ -818,7 +836,7 @@ async def _execute(engine: _Engine, plan: frames.Plan) -> list[dict]:
     return [row for row in rows]  # type: ignore[misc]
 
 
-async def _run_into(engine, rows, i, job, target, key, pending, bar) -> None:  # noqa: ANN001
+async def _run_into(engine, rows, i, job, target, key, pending, bar) -> None:
     row = await engine.run_job(job, target, key, pending)
     rows[i] = row
     if bar is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import bisect
 import binascii
 import hashlib
 import json
@@ -529,8 +530,6 @@ class _SimApp:
                 start = int(base64.urlsafe_b64decode(cursor.encode() + b"==").decode())
             except (ValueError, binascii.Error):
                 return problem(400, "Bad request", "Invalid cursor")
-        start = max(0, min(start, len(self.order)))
-        stop = max(0, start - self.options.page_size)
         after = before = None
         try:
             if request.query.get("created_after"):
@@ -539,6 +538,12 @@ class _SimApp:
                 before = _parse_query_time(request.query["created_before"])
         except ValueError:
             return problem(400, "Bad request", "created_after / created_before must be ISO 8601")
+        if before is not None and not cursor:
+            # The service filters before paging (its first page is the newest prediction
+            # created before `created_before`), so pages of newer predictions cost nothing.
+            start = bisect.bisect_left(self.order, before, key=lambda p: self.clock.wall(p.created))
+        start = max(0, min(start, len(self.order)))
+        stop = max(0, start - self.options.page_size)
         chosen = [self.order[i] for i in range(start - 1, stop - 1, -1)]
         if after is not None:
             chosen = [p for p in chosen if self.clock.wall(p.created) > after]
