@@ -335,7 +335,7 @@ def test_bad_timestamps_are_none(text):
 
 
 def _responses(name):
-    cassette = yaml.safe_load((FIXTURES / name).read_text())
+    cassette = yaml.safe_load((FIXTURES / "cassettes" / name).read_text())
     for interaction in cassette["interactions"]:
         response = interaction["response"]
         body = response.get("content")
@@ -372,7 +372,7 @@ def test_recorded_create_replies_without_output_key():
 
 
 def test_recorded_processing_reply_to_prefer_wait():
-    (_, response, body), = _responses("models-predictions-create-blocking.yaml")
+    (_, response, body), = _responses("test_models_predictions_create_blocking[True-10].yaml")
     assert response["headers"]["Preference-Applied"] == ["wait=10"]
     row = prediction_row(body)
     assert row["status"] == "processing"

@@ -50,13 +50,35 @@ def _nullable_to_json_schema(node: Any) -> Any:
 SPEC = _nullable_to_json_schema(json.loads((FIXTURES / "replicate-openapi.json").read_text()))
 
 
+def _as_recorded(spec: Any) -> Any:
+    """The spec with the one correction the recordings force: an unfinished prediction has no
+    ``output``, ``data_removed`` or ``urls.web`` (every starting/processing body in
+    fixtures/cassettes/run.yaml and predictions-create.yaml), though the spec lists them as
+    required."""
+    relaxed = copy.deepcopy(spec)
+    prediction = relaxed["components"]["schemas"]["schemas_prediction_response"]
+    prediction["required"] = [k for k in prediction["required"] if k not in ("output", "data_removed")]
+    urls = prediction["properties"]["urls"]
+    urls["required"] = [k for k in urls["required"] if k != "web"]
+    return relaxed
+
+
+RECORDED_SPEC = _as_recorded(SPEC)
+UNFINISHED = ("starting", "processing")
+
+
 def check_spec(method: str, path: str, response: httpx.Response) -> None:
-    """Validate a response body against the spec's schema for that operation and status."""
-    op = SPEC["paths"][path][method.lower()]
+    """Validate a response body against the spec's schema for that operation and status
+    (relaxed as :func:`_as_recorded` says when the body holds an unfinished prediction)."""
+    body = response.json()
+    items = body.get("results", [body]) if isinstance(body, dict) else []
+    unfinished = any(isinstance(i, dict) and i.get("status") in UNFINISHED for i in items)
+    spec = RECORDED_SPEC if unfinished else SPEC
+    op = spec["paths"][path][method.lower()]
     content = op["responses"][str(response.status_code)]["content"]
     schema = next(iter(content.values()))["schema"]
-    root = {**copy.deepcopy(schema), "components": SPEC["components"]}
-    jsonschema.Draft202012Validator(root).validate(response.json())
+    root = {**copy.deepcopy(schema), "components": spec["components"]}
+    jsonschema.Draft202012Validator(root).validate(body)
 
 
 def version_of(sim: SimServer, ref: str = "replibatch/tiny-llama") -> str:
@@ -73,7 +95,7 @@ def wait_terminal(http: httpx.Client, prediction_id: str, timeout: float = 10.0)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         body = http.get(f"/v1/predictions/{prediction_id}").json()
-        if body["status"] in ("succeeded", "failed", "canceled"):
+        if body["status"] in ("succeeded", "failed", "canceled", "aborted"):
             return body
         time.sleep(0.01)
     raise AssertionError(f"prediction {prediction_id} did not finish")
@@ -120,9 +142,11 @@ def test_prediction_lifecycle_matches_spec_and_recordings(sim: SimServer, http: 
     assert body["model"] == "replibatch/tiny-llama" and body["version"] == version_of(sim)
     assert ISO_Z.match(body["created_at"]) and "completed_at" not in body
     assert body["urls"]["get"] == f"{sim.url}/v1/predictions/{body['id']}"
-    assert body["urls"]["cancel"].endswith("/cancel") and "web" in body["urls"]
+    assert body["urls"]["cancel"].endswith("/cancel") and "web" not in body["urls"]
+    assert "output" not in body and "data_removed" not in body  # as recorded while starting
     assert body["input"] == {"prompt": "llamas", "max_tokens": 16}
     done = wait_terminal(http, body["id"])
+    assert done["data_removed"] is False and done["urls"]["web"].endswith(f"/p/{body['id']}")
     assert done["status"] == "succeeded" and len(done["output"]) == 16
     got = http.get(f"/v1/predictions/{body['id']}")
     check_spec("GET", "/predictions/{prediction_id}", got)
@@ -305,6 +329,7 @@ def test_cancel_running_prediction(sim: SimServer, http: httpx.Client) -> None:
 
 def test_cancel_after_header_cancels(sim: SimServer, http: httpx.Client) -> None:
     sim.configure(time_scale=1.0)
+    sim.configure(cancel_after_minimum=0)
     r = create(http, sim, {"prompt": "x", "max_tokens": 1000}, headers={"Cancel-After": "100ms"})
     assert "deadline" in r.json()
     assert wait_terminal(http, r.json()["id"])["status"] == "canceled"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -27,6 +28,7 @@ class SimOptions:
     read_burst: float | None = None
     retry_after_header: bool = True
     retry_after_body: bool = False
+    ratelimit_headers: bool = True
     time_scale: float = 1.0
     predict_time: float | None = None
     queue_delay: float = 0.0
@@ -35,18 +37,29 @@ class SimOptions:
     error_statuses: tuple[int, ...] = (500, 502, 503)
     drop_rate: float = 0.0
     drop_after_create_rate: float = 0.0
+    error_after_create_rate: float = 0.0
+    error_after_create_statuses: tuple[int, ...] = (502, 503, 504)
     slow_rate: float = 0.0
     slow_delay: float = 1.0
     failure_rate: float = 0.0
     failure_message: str = "Prediction failed: simulated model error (CUDA out of memory)"
     fault_scope: FaultScope = "all"
+    cancel_after_minimum: float = 5.0
+    official_internal_names: bool = True
+    output_file_bytes: int | None = None
+    output_url_base: str | None = None
+    download_error_rate: float = 0.0
+    download_drop_rate: float = 0.0
+    download_slow_rate: float = 0.0
+    download_slow_delay: float = 0.05
     page_size: int = 100
     seed: int | None = None
 
     def checked(self) -> SimOptions:
         """Return self after validating every field; raises ValueError naming the bad one."""
         for name in ("error_rate", "drop_rate", "drop_after_create_rate", "slow_rate",
-                     "failure_rate"):
+                     "failure_rate", "error_after_create_rate", "download_error_rate",
+                     "download_drop_rate", "download_slow_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, got {value!r}")
@@ -56,13 +69,22 @@ class SimOptions:
                 raise ValueError(f"{name} must be > 0 or None (unlimited), got {value!r}")
         if self.time_scale <= 0:
             raise ValueError(f"time_scale must be > 0, got {self.time_scale!r}")
-        for name in ("queue_delay", "retention", "slow_delay"):
+        for name in ("queue_delay", "retention", "slow_delay", "cancel_after_minimum",
+                     "download_slow_delay"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.predict_time is not None and self.predict_time < 0:
             raise ValueError(f"predict_time must be >= 0 or None, got {self.predict_time!r}")
-        if any(not 500 <= status <= 599 for status in self.error_statuses) or not self.error_statuses:
-            raise ValueError(f"error_statuses must be 5xx codes, got {self.error_statuses!r}")
+        for name in ("error_statuses", "error_after_create_statuses"):
+            statuses = getattr(self, name)
+            if not statuses or any(not 500 <= status <= 599 for status in statuses):
+                raise ValueError(f"{name} must be 5xx codes, got {statuses!r}")
+        if self.output_file_bytes is not None and self.output_file_bytes < 0:
+            raise ValueError(f"output_file_bytes must be >= 0 or None, got {self.output_file_bytes!r}")
+        if self.output_url_base is not None and not re.match(r"^https?://[^/\s]+$",
+                                                             self.output_url_base):
+            raise ValueError("output_url_base must be scheme://host[:port] without a path, got "
+                             f"{self.output_url_base!r}")
         if self.fault_scope not in ("all", "create", "read"):
             raise ValueError(f"fault_scope must be 'all', 'create' or 'read', got {self.fault_scope!r}")
         if self.page_size < 1:
@@ -79,8 +101,9 @@ class SimOptions:
             raise TypeError(f"unknown simulator option(s): {', '.join(unknown)}")
         if "api_tokens" in changes and changes["api_tokens"] is not None:
             changes["api_tokens"] = frozenset(changes["api_tokens"])
-        if "error_statuses" in changes:
-            changes["error_statuses"] = tuple(changes["error_statuses"])
+        for name in ("error_statuses", "error_after_create_statuses"):
+            if name in changes:
+                changes[name] = tuple(changes[name])
         return dataclasses.replace(self, **changes).checked()
 
     def __repr__(self) -> str:

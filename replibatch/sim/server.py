@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import bisect
 import binascii
-import hashlib
-import json
-import math
 import re
 import threading
 import urllib.parse
@@ -16,32 +12,43 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from replibatch.filestore import decode_data_uri
-from replibatch.limiter import TokenBucket
-from replibatch.sim.cog import FileInput, InvalidField, OutputFile, call_kwargs, materialize
+from replibatch.sim.catalog import CatalogRoutes
+from replibatch.sim.cog import InvalidField
+from replibatch.sim.delivery import Blob
 from replibatch.sim.faults import FaultDice, SimOptions
-from replibatch.sim.models import HARDWARE, ModelRegistry, SimDeployment, SimModel
+from replibatch.sim.files import MAX_UPLOAD, FileRoutes
+from replibatch.sim.habits import (
+    CancelAfterError,
+    internal_model_name,
+    parse_cancel_after,
+)
+from replibatch.sim.lifecycle import Lifecycle
+from replibatch.sim.listing import page_of
+from replibatch.sim.models import ModelRegistry, SimDeployment, SimModel
+from replibatch.sim.ratelimit import Limits, account_options
+from replibatch.sim.responses import DROPPED as _DROPPED
+from replibatch.sim.responses import GATEWAY_REASONS as _GATEWAY_REASONS
+from replibatch.sim.responses import gateway_error as _gateway_error
+from replibatch.sim.responses import json_response as _json
+from replibatch.sim.responses import parse_query_time as _parse_query_time
+from replibatch.sim.responses import problem
 from replibatch.sim.state import (
     Clock,
     FileRecord,
     Prediction,
     Stats,
     canonical_json,
-    new_file_id,
+    iso,
     new_prediction_id,
 )
+from replibatch.sim.streams import StreamRoutes
 
-__all__ = ["SimServer"]
+__all__ = ["SimServer", "problem"]
 
 # The exact body the real service sent for a bad token (cassette run__invalid-token).
 _UNAUTHENTICATED = (
     b'{"title":"Unauthenticated","detail":"You did not pass a valid authentication token",'
     b'"status":401}\n'
-)
-_BAD_GATEWAY_HTML = (
-    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
-    "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>cloudflare</center>\r\n"
-    "</body>\r\n</html>\r\n"
 )
 _CREATE_ROUTES = frozenset({
     "/v1/predictions",
@@ -49,27 +56,7 @@ _CREATE_ROUTES = frozenset({
     "/v1/deployments/{owner}/{name}/predictions",
 })
 _PREFER_WAIT = re.compile(r"^\s*wait(?:\s*=\s*(\d+))?\s*$")
-_CANCEL_AFTER = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _VERSION_REF = re.compile(r"^(?:(?P<owner>[^/:\s]+)/(?P<name>[^/:\s]+))?:?(?P<version>[0-9a-f]{64})?$")
-_FILE_PATH = re.compile(r"/v1/files/(?P<id>[^/]+)(?:/download)?$")
-_DELIVERY_PATH = re.compile(r"/delivery/(?P<key>[^/]+/[^/]+)$")
-_MAX_UPLOAD = 100 * 1024 * 1024
-_STREAM_TICK = 0.01  # streamed items due within this many seconds are released together
-_DROPPED = web.Response(status=499)  # marker: the connection was closed without an answer
-
-
-def problem(status: int, title: str, detail: str, **extra: Any) -> web.Response:
-    """An RFC 7807 problem+json response."""
-    slug = title.lower().replace(" ", "-")
-    body = {"type": f"urn:replibatch:sim:{slug}", "title": title, "status": status,
-            "detail": detail, **extra}
-    return web.Response(status=status, text=json.dumps(body),
-                        content_type="application/problem+json")
-
-
-def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(status=status, text=json.dumps(body), content_type="application/json",
-                        headers=headers)
 
 
 def _parse_wait(value: str | None) -> tuple[float, str] | None:
@@ -83,18 +70,9 @@ def _parse_wait(value: str | None) -> tuple[float, str] | None:
     return (float(seconds), value.strip()) if 1 <= seconds <= 60 else None
 
 
-def _parse_cancel_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    match = _CANCEL_AFTER.match(value)
-    if not match:
-        return None
-    unit = {"ms": 0.001, "s": 1.0, None: 1.0, "m": 60.0, "h": 3600.0}[match.group(2)]
-    return float(match.group(1)) * unit
-
-
-class _SimApp:
-    """State and handlers; everything here runs on the server's event loop."""
+class _SimApp(Lifecycle, CatalogRoutes, FileRoutes, StreamRoutes):
+    """State, the request gate and the prediction routes; everything here runs on the server's
+    event loop. The other routes and the prediction lifecycle come from the mixins."""
 
     def __init__(self, options: SimOptions, registry: ModelRegistry, stats: Stats) -> None:
         self.options = options
@@ -105,17 +83,16 @@ class _SimApp:
         self.base_url = ""
         self.predictions: dict[str, Prediction] = {}
         self.order: list[Prediction] = []
+        self.created_wall: list[float] = []  # wall creation time of order[i], for list filters
         self.files: dict[str, FileRecord] = {}
-        self.blobs: dict[str, OutputFile] = {}
+        self.blobs: dict[str, Blob] = {}
         self.runs: dict[str, int] = {}
-        self.create_bucket: TokenBucket | None = None
-        self.read_bucket: TokenBucket | None = None
-        self._build_buckets()
+        self.limits = Limits(options)
         self.runner: web.AppRunner | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     def application(self) -> web.Application:
-        app = web.Application(middlewares=[self.middleware], client_max_size=_MAX_UPLOAD + 65536)
+        app = web.Application(middlewares=[self.middleware], client_max_size=MAX_UPLOAD + 65536)
         r = app.router
         r.add_post("/v1/predictions", self.create_by_version)
         r.add_get("/v1/predictions", self.list_predictions)
@@ -161,21 +138,9 @@ class _SimApp:
 
     def reconfigure(self, options: SimOptions) -> None:
         old, self.options = self.options, options
-        rate_fields = ("create_rate", "create_burst", "read_rate", "read_burst")
-        if any(getattr(old, f) != getattr(options, f) for f in rate_fields):
-            self._build_buckets()
+        self.limits.reconfigure(options)
         if old.seed != options.seed:
             self.dice.reseed(options.seed)
-
-    def _build_buckets(self) -> None:
-        o = self.options
-        # Burst defaults to a minute's worth: the real service reports 599 left after one create.
-        self.create_bucket = (
-            TokenBucket(o.create_rate, o.create_burst or o.create_rate) if o.create_rate else None
-        )
-        self.read_bucket = (
-            TokenBucket(o.read_rate, o.read_burst or o.read_rate) if o.read_rate else None
-        )
 
     # -- the gate every request passes -------------------------------------------------------
     @web.middleware
@@ -191,7 +156,8 @@ class _SimApp:
             return response
         response = await self._api(request, handler, template)
         if response is not _DROPPED:
-            self.stats.count_status(response.status)
+            is_create = request.method == "POST" and template in _CREATE_ROUTES
+            self.stats.count_status(response.status, is_create)
         return response
 
     async def _api(self, request: web.Request, handler: Any, template: str) -> web.StreamResponse:
@@ -206,21 +172,15 @@ class _SimApp:
         if not self._authorized(request):
             return web.Response(status=401, body=_UNAUTHENTICATED,
                                 content_type="application/problem+json")
-        bucket = self.create_bucket if is_create else self.read_bucket
-        headers: dict[str, str] = {}
-        if bucket is not None:
-            if not bucket.try_take():
-                return self._throttled(bucket)
-            full_in = bucket.seconds_until(bucket.burst) if bucket.burst >= 1 else 0.0
-            headers = {
-                "ratelimit-remaining": str(max(0, math.floor(bucket.available()))),
-                "ratelimit-reset": str(max(1, math.ceil(full_in))),
-            }
+        admission = self.limits.admit(is_create)
+        if admission.refused is not None:
+            return admission.refused
+        headers = admission.headers
         if faulty and self.dice.roll(o.error_rate):
             status = self.dice.choice(o.error_statuses)
             self.stats.count_fault(f"error_{status}")
             if status == 502:  # what a proxy in front of the API sends: HTML, not JSON
-                return web.Response(status=502, text=_BAD_GATEWAY_HTML, content_type="text/html")
+                return _gateway_error(502)
             return problem(status, "Internal server error" if status == 500 else "Unavailable",
                            "Simulated server error; please retry.")
         response = await self._guarded(handler, request)
@@ -243,21 +203,6 @@ class _SimApp:
             return False
         allowed = self.options.api_tokens
         return allowed is None or token in allowed
-
-    def _throttled(self, bucket: TokenBucket) -> web.Response:
-        o = self.options
-        seconds = max(1, math.ceil(bucket.seconds_until(1.0)))
-        body: dict[str, Any] = {
-            "detail": f"Request was throttled. Your rate limit resets in ~{seconds}s.",
-            "status": 429,
-        }
-        if o.retry_after_body:
-            body["retry_after"] = seconds
-        headers = {"ratelimit-remaining": "0", "ratelimit-reset": str(seconds)}
-        if o.retry_after_header:
-            headers["Retry-After"] = str(seconds)
-        return web.Response(status=429, text=json.dumps(body),
-                            content_type="application/problem+json", headers=headers)
 
     def _drop(self, request: web.Request, kind: str) -> web.StreamResponse:
         self.stats.count_fault(kind)
@@ -298,7 +243,7 @@ class _SimApp:
             return problem(404, "Not found", f"Model not found: {ref}")
         # Official models hide their version; others run their latest version.
         version = "hidden" if model.official else model.version_id
-        return await self._create(request, body, model, version, None)
+        return await self._create(request, body, model, version, None, official=model.official)
 
     async def create_by_deployment(self, request: web.Request) -> web.StreamResponse:
         body = await self._body(request)
@@ -327,7 +272,7 @@ class _SimApp:
 
     async def _create(
         self, request: web.Request, body: dict[str, Any], model: SimModel, version: str,
-        deployment: SimDeployment | None,
+        deployment: SimDeployment | None, official: bool = False,
     ) -> web.StreamResponse:
         inputs = body.get("input")
         if not isinstance(inputs, dict):
@@ -335,27 +280,51 @@ class _SimApp:
         errors = model.validator.errors(inputs)
         if errors:
             return self._invalid(errors)
+        o = self.options
+        cancel_after: float | None = None
+        if "Cancel-After" in request.headers:
+            try:
+                cancel_after = parse_cancel_after(request.headers["Cancel-After"])
+            except CancelAfterError as exc:  # refused before anything is created or billed
+                return problem(400, "Bad request", str(exc))
+            # The spec's "minimum allowed duration is 5 seconds": a shorter one is raised to the
+            # minimum (the prediction still runs, at most that long), not refused.
+            cancel_after = max(cancel_after, o.cancel_after_minimum)
         loop = asyncio.get_running_loop()
         now = self.clock.now()
         prediction = Prediction(
             id=new_prediction_id(), seq=len(self.order), model=model, version=version,
             input=inputs, created=now, deployment=deployment.ref if deployment else None,
             stream=model.streams,
+            reported_model=(internal_model_name(model.owner, model.name)
+                            if official and o.official_internal_names else None),
         )
         self.predictions[prediction.id] = prediction
         self.order.append(prediction)
+        # The time as the API writes it (whole microseconds), so a client's created_after of a
+        # prediction's own created_at excludes exactly that prediction.
+        self.created_wall.append(_parse_query_time(iso(self.clock.wall(now))))
         self.runs[model.ref] = self.runs.get(model.ref, 0) + 1
         target = {"model": model.ref, "version": version,
                   "deployment": deployment.ref if deployment else None}
         self.stats.count_create(canonical_json({**target, "input": inputs}))
         prediction.task = loop.create_task(self._run(prediction))
-        cancel_after = _parse_cancel_after(request.headers.get("Cancel-After"))
         if cancel_after is not None:
+            # Real seconds from creation ("The lifetime is measured from when the prediction is
+            # created", parameters_cancel_after_header), like every time the client sees.
             prediction.deadline = now + cancel_after
-            loop.call_later(cancel_after, self._cancel, prediction)
-        o = self.options
-        if self.dice.applies(o.fault_scope, True) and self.dice.roll(o.drop_after_create_rate):
+            loop.call_later(cancel_after, self._deadline_reached, prediction)
+        faulty = self.dice.applies(o.fault_scope, True)
+        if faulty and self.dice.roll(o.drop_after_create_rate):
             return self._drop(request, "drop_after_create")
+        if faulty and self.dice.roll(o.error_after_create_rate):
+            # The prediction exists, but the gateway in front of the API answers 5xx: for the
+            # client the outcome is unknown (issue 10, point 1).
+            status = self.dice.choice(o.error_after_create_statuses)
+            self.stats.count_fault(f"error_after_create_{status}")
+            if status in _GATEWAY_REASONS:
+                return _gateway_error(status)
+            return problem(status, "Internal server error", "Simulated server error; please retry.")
         headers: dict[str, str] = {}
         wait = _parse_wait(request.headers.get("Prefer"))
         if wait is not None:
@@ -369,144 +338,6 @@ class _SimApp:
 
     def _prediction_json(self, prediction: Prediction) -> dict[str, Any]:
         return prediction.to_json(self.base_url, self.clock)
-
-    async def _run(self, p: Prediction) -> None:
-        o = self.options
-        scale = o.time_scale
-        try:
-            if o.queue_delay:
-                await asyncio.sleep(o.queue_delay * scale)
-            p.status, p.started = "processing", self.clock.now()
-            fail = self.dice.roll(o.failure_rate)
-            loop = asyncio.get_running_loop()
-            output, streams, nominal, tokens = await loop.run_in_executor(
-                None, self._predict, p.model, p.input
-            )
-            p.token_counts = tokens
-            duration = (o.predict_time if o.predict_time is not None else nominal) * scale
-            if fail:
-                await self._sleep_until(p.started + duration / 2)
-                self.stats.count_fault("model_failure")
-                self._finish(p, "failed", o.failure_message)
-                return
-            if streams and isinstance(output, list) and output:
-                await self._play(p, output, duration)
-            else:
-                await self._sleep_until(p.started + duration)
-                p.output = self._publish(p, output)
-            self._finish(p, "succeeded")
-        except asyncio.CancelledError:
-            self._finish(p, "canceled")
-            raise
-        except Exception as exc:  # the model raised: the prediction fails, as on Replicate
-            p.logs += f"Traceback (most recent call last):\n{type(exc).__name__}: {exc}\n"
-            self._finish(p, "failed", str(exc) or type(exc).__name__)
-
-    def _predict(self, model: SimModel, inputs: dict[str, Any]) -> tuple[Any, bool, float, Any]:
-        """Runs on a worker thread: the model's CPU work, off the event loop."""
-        kwargs = call_kwargs(model.predictor, inputs)
-        for name in model.validator.uri_fields:
-            if isinstance(kwargs.get(name), str):
-                kwargs[name] = FileInput(self._fetch(kwargs[name]), name)
-        output, streams = materialize(model.predictor.predict(**kwargs))
-        nominal = model.predictor.nominal_seconds(kwargs, output)
-        return output, streams, nominal, model.predictor.token_counts(kwargs, output)
-
-    def _fetch(self, uri: str) -> bytes:
-        """Bytes of a file input: a data: URI or a URL of this simulator's file stores.
-
-        Raises ValueError when the URI cannot be read (the prediction then fails).
-        """
-        if uri.startswith("data:"):
-            try:
-                return decode_data_uri(uri)[0]
-            except ValueError as exc:
-                raise ValueError(f"could not decode data URI: {exc}") from None
-        path = urllib.parse.urlsplit(uri).path
-        if match := _FILE_PATH.search(path):
-            record = self.files.get(match.group("id"))
-            if record is not None:
-                return record.data
-        elif match := _DELIVERY_PATH.search(path):
-            blob = self.blobs.get(match.group("key"))
-            if blob is not None:
-                return blob.data
-        raise ValueError(f"could not download {uri}: not found (the simulator has no network)")
-
-    async def _play(self, p: Prediction, items: list[Any], duration: float) -> None:
-        """Release streamed items over the predict time, as a model yielding them would."""
-        assert p.started is not None
-        prefill = min(p.model.predictor.prefill_seconds * self.options.time_scale, duration)
-        due = [p.started + prefill + (duration - prefill) * (i + 1) / len(items)
-               for i in range(len(items))]
-        p.output = []
-        released = 0
-        while released < len(items):
-            now = self.clock.now()
-            while released < len(items) and due[released] <= now + _STREAM_TICK / 2:
-                p.output.append(items[released])
-                released += 1
-            if released and p.first_output is None:
-                p.first_output = now
-            p.notify()
-            if released < len(items):
-                await asyncio.sleep(max(_STREAM_TICK, due[released] - now))
-        await self._sleep_until(p.started + duration)
-
-    async def _sleep_until(self, deadline: float) -> None:
-        delay = deadline - self.clock.now()
-        if delay > 0:
-            await asyncio.sleep(delay)
-
-    def _publish(self, p: Prediction, output: Any) -> Any:
-        """Store file outputs and replace them by their (expiring) URLs."""
-        if isinstance(output, OutputFile):
-            key = f"{p.id}/{output.name}"
-            self.blobs[key] = output
-            p.file_keys.append(key)
-            return f"{self.base_url}/delivery/{key}"
-        if isinstance(output, list):
-            return [self._publish(p, item) for item in output]
-        return output
-
-    def _finish(self, p: Prediction, status: str, error: str | None = None) -> None:
-        if p.terminal:
-            return
-        now = self.clock.now()
-        p.status, p.error, p.completed = status, error, now
-        metrics: dict[str, Any] = {"total_time": round(now - p.created, 6)}
-        if p.started is not None:
-            predict_time = now - p.started
-            metrics["predict_time"] = round(predict_time, 6)
-            tokens = p.token_counts
-            if tokens is not None and status == "succeeded":
-                metrics["input_token_count"], metrics["output_token_count"] = tokens
-                if predict_time > 0:
-                    metrics["tokens_per_second"] = round(tokens[1] / predict_time, 3)
-                if p.first_output is not None:
-                    metrics["time_to_first_token"] = round(p.first_output - p.started, 6)
-        p.metrics = metrics
-        p.done.set()
-        p.notify()
-        self.stats.count_finished()
-        retention = self.options.retention * self.options.time_scale
-        asyncio.get_running_loop().call_later(retention, self._expire, p)
-
-    def _expire(self, p: Prediction) -> None:
-        """Delete inputs, outputs, logs and files, as Replicate does an hour after completion."""
-        p.data_removed, p.output, p.input, p.logs = True, None, {}, ""
-        for key in p.file_keys:
-            self.blobs.pop(key, None)
-        p.file_keys.clear()
-
-    def _cancel(self, p: Prediction) -> bool:
-        if p.terminal:
-            return False
-        self._finish(p, "canceled")
-        if p.task is not None:
-            p.task.cancel()
-        self.stats.count_cancel()
-        return True
 
     async def get_prediction(self, request: web.Request) -> web.StreamResponse:
         p = self.predictions.get(request.match_info["prediction_id"])
@@ -522,8 +353,8 @@ class _SimApp:
         return _json(self._prediction_json(p))
 
     async def list_predictions(self, request: web.Request) -> web.StreamResponse:
-        # Newest first; the cursor is the sequence number to continue below (O(page) per call).
-        start = len(self.order)
+        # Newest first; the cursor is the position to continue below (see listing.page_of).
+        start: int | None = None
         cursor = request.query.get("cursor")
         if cursor:
             try:
@@ -538,204 +369,23 @@ class _SimApp:
                 before = _parse_query_time(request.query["created_before"])
         except ValueError:
             return problem(400, "Bad request", "created_after / created_before must be ISO 8601")
-        if before is not None and not cursor:
-            # The service filters before paging (its first page is the newest prediction
-            # created before `created_before`), so pages of newer predictions cost nothing.
-            start = bisect.bisect_left(self.order, before, key=lambda p: self.clock.wall(p.created))
-        start = max(0, min(start, len(self.order)))
-        stop = max(0, start - self.options.page_size)
-        chosen = [self.order[i] for i in range(start - 1, stop - 1, -1)]
-        if after is not None:
-            chosen = [p for p in chosen if self.clock.wall(p.created) > after]
-            # Creation order is time order: once a page reaches past `after`, nothing older is due.
-            if stop > 0 and self.clock.wall(self.order[stop].created) <= after:
-                stop = 0
-        if before is not None:
-            chosen = [p for p in chosen if self.clock.wall(p.created) < before]
-        page = [self._prediction_json(p) for p in chosen]
+        page = page_of(self.created_wall, start, self.options.page_size, after, before)
+        self.stats.count_list_page()
         query = "".join(
-            f"&{name}={request.query[name]}" for name in ("created_after", "created_before")
-            if request.query.get(name)
+            f"&{name}={urllib.parse.quote(request.query[name])}"
+            for name in ("created_after", "created_before") if request.query.get(name)
         )
         return _json({
-            "next": self._page_url("/v1/predictions", stop) + query if stop > 0 else None,
-            "previous": (
-                self._page_url("/v1/predictions", min(len(self.order), start + self.options.page_size))
-                if start < len(self.order) else None
-            ),
-            "results": page,
+            "next": (self._page_url("/v1/predictions", page.next_start) + query
+                     if page.next_start is not None else None),
+            "previous": (self._page_url("/v1/predictions", page.previous_start) + query
+                         if page.previous_start is not None else None),
+            "results": [self._prediction_json(self.order[i]) for i in page.positions],
         })
 
     def _page_url(self, path: str, position: int) -> str:
         token = base64.urlsafe_b64encode(str(position).encode()).decode().rstrip("=")
         return f"{self.base_url}{path}?cursor={token}"
-
-    # -- models, versions, deployments, hardware, account -------------------------------------
-    def _version_json(self, model: SimModel) -> dict[str, Any]:
-        return {"id": model.version_id, "created_at": model.created_at,
-                "cog_version": model.cog_version, "openapi_schema": model.openapi_schema}
-
-    def _model_json(self, model: SimModel) -> dict[str, Any]:
-        return {
-            "url": f"{self.base_url}/{model.ref}",
-            "owner": model.owner,
-            "name": model.name,
-            "description": model.description or None,
-            "visibility": "public",
-            "is_official": model.official,
-            "github_url": None,
-            "paper_url": None,
-            "license_url": None,
-            "run_count": self.runs.get(model.ref, 0),
-            "cover_image_url": None,
-            "default_example": None,
-            "latest_version": None if model.official else self._version_json(model),
-        }
-
-    def _model(self, request: web.Request) -> SimModel | None:
-        return self.registry.models.get(f"{request.match_info['owner']}/{request.match_info['name']}")
-
-    async def list_models(self, request: web.Request) -> web.StreamResponse:
-        results = [self._model_json(m) for m in self.registry.models.values()]
-        return _json({"next": None, "previous": None, "results": results})
-
-    async def get_model(self, request: web.Request) -> web.StreamResponse:
-        model = self._model(request)
-        if model is None:
-            return problem(404, "Not found", f"Model not found: {request.match_info['owner']}/"
-                           f"{request.match_info['name']}")
-        return _json(self._model_json(model))
-
-    async def list_versions(self, request: web.Request) -> web.StreamResponse:
-        model = self._model(request)
-        if model is None:
-            return problem(404, "Not found", "Model not found")
-        results = [] if model.official else [self._version_json(model)]
-        return _json({"next": None, "previous": None, "results": results})
-
-    async def get_version(self, request: web.Request) -> web.StreamResponse:
-        model = self._model(request)
-        if model is None or model.official or request.match_info["version_id"] != model.version_id:
-            return problem(404, "Not found", "Version not found")
-        return _json(self._version_json(model))
-
-    async def get_deployment(self, request: web.Request) -> web.StreamResponse:
-        ref = f"{request.match_info['owner']}/{request.match_info['name']}"
-        deployment = self.registry.deployments.get(ref)
-        if deployment is None:
-            return problem(404, "Not found", f"Deployment not found: {ref}")
-        model = self.registry.models[deployment.model]
-        return _json({
-            "owner": deployment.owner,
-            "name": deployment.name,
-            "current_release": {
-                "number": 1,
-                "model": model.ref,
-                "version": model.version_id,
-                "created_at": model.created_at,
-                "created_by": {"type": "organization", "username": deployment.owner,
-                               "name": deployment.owner},
-                "configuration": {
-                    "hardware": deployment.hardware,
-                    "min_instances": deployment.min_instances,
-                    "max_instances": deployment.max_instances,
-                },
-            },
-        })
-
-    async def list_hardware(self, request: web.Request) -> web.StreamResponse:
-        return _json([{"sku": sku, "name": name} for sku, name in HARDWARE.items()])
-
-    async def get_account(self, request: web.Request) -> web.StreamResponse:
-        return _json({"type": "user", "username": "replibatch-sim", "name": "Replibatch Simulator"})
-
-    # -- files -------------------------------------------------------------------------------
-    async def create_file(self, request: web.Request) -> web.StreamResponse:
-        if request.content_length is not None and request.content_length > _MAX_UPLOAD + 65536:
-            return problem(413, "Content Too Large", "Files must be less than 100MB in size")
-        form = await request.post()
-        content = form.get("content")
-        if content is None or not hasattr(content, "file"):
-            return problem(422, "Invalid request", "content is required (multipart file field)")
-        data = content.file.read()
-        if len(data) > _MAX_UPLOAD:
-            return problem(413, "Content Too Large", "Files must be less than 100MB in size")
-        metadata: Any = {}
-        if isinstance(form.get("metadata"), str):
-            try:
-                metadata = json.loads(str(form["metadata"]))
-            except ValueError:
-                return problem(422, "Invalid request", "metadata must be a JSON object")
-        if not isinstance(metadata, dict):
-            return problem(422, "Invalid request", "metadata must be a JSON object")
-        name = str(form.get("filename") or content.filename or "file")
-        content_type = str(form.get("type") or content.content_type or "application/octet-stream")
-        record = FileRecord(
-            id=new_file_id(), name=name, content_type=content_type, data=data, metadata=metadata,
-            created=self.clock.now(), sha256=hashlib.sha256(data).hexdigest(),
-            md5=hashlib.md5(data).hexdigest(),  # noqa: S324 - an etag, as the real API sends
-        )
-        self.files[record.id] = record
-        return _json(record.to_json(self.base_url, self.clock), 201)
-
-    async def list_files(self, request: web.Request) -> web.StreamResponse:
-        results = [f.to_json(self.base_url, self.clock) for f in reversed(self.files.values())]
-        return _json({"next": None, "previous": None, "results": results})
-
-    def _file(self, request: web.Request) -> FileRecord | None:
-        return self.files.get(request.match_info["file_id"])
-
-    async def get_file(self, request: web.Request) -> web.StreamResponse:
-        record = self._file(request)
-        if record is None:
-            return problem(404, "Not found", "File not found")
-        return _json(record.to_json(self.base_url, self.clock))
-
-    async def delete_file(self, request: web.Request) -> web.StreamResponse:
-        if self.files.pop(request.match_info["file_id"], None) is None:
-            return problem(404, "Not found", "File not found")
-        return web.Response(status=204)
-
-    async def download_file(self, request: web.Request) -> web.StreamResponse:
-        record = self._file(request)
-        if record is None:
-            return problem(404, "Not found", "File not found")
-        return web.Response(body=record.data, content_type=record.content_type)
-
-    async def delivery(self, request: web.Request) -> web.StreamResponse:
-        key = f"{request.match_info['prediction_id']}/{request.match_info['filename']}"
-        blob = self.blobs.get(key)
-        if blob is None:  # never existed, or deleted after the retention period
-            return web.Response(status=404, text="Not Found")
-        return web.Response(body=blob.data, content_type=blob.content_type)
-
-    # -- server-sent events ------------------------------------------------------------------
-    async def stream_prediction(self, request: web.Request) -> web.StreamResponse:
-        p = self.predictions.get(request.match_info["prediction_id"])
-        if p is None or not p.stream:
-            return problem(404, "Not found", "Stream not found")
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
-                                               "Cache-Control": "no-store"})
-        await response.prepare(request)
-        sent = 0
-        while True:
-            updated = p.updated
-            items = p.output if isinstance(p.output, list) else []
-            for item in items[sent:]:
-                data = "".join(f"data: {line}\n" for line in str(item).split("\n"))
-                await response.write(f"event: output\nid: {sent}\n{data}\n".encode())
-                sent += 1
-            if p.terminal:
-                break
-            await updated.wait()
-        if p.status == "failed":
-            payload = json.dumps({"detail": p.error})
-            await response.write(f"event: error\nid: {sent}\ndata: {payload}\n\n".encode())
-        else:
-            done = "{}" if p.status == "succeeded" else json.dumps({"reason": p.status})
-            await response.write(f"event: done\nid: {sent}\ndata: {done}\n\n".encode())
-        await response.write_eof()
-        return response
 
 
 class SimServer:
@@ -784,8 +434,12 @@ class SimServer:
     def configure(self, **changes: Any) -> SimOptions:
         """Change options while the server runs (e.g. ``error_rate=0.3``); returns the new options.
 
-        Raises TypeError for an unknown option and ValueError for a bad value (nothing changes).
+        ``account="low-credit"`` (a name from :data:`~replibatch.sim.ACCOUNTS`) stands for its
+        four rate fields. Raises TypeError for an unknown option and ValueError for a bad value
+        or unknown account (nothing changes).
         """
+        if "account" in changes:
+            changes = {**account_options(changes.pop("account")), **changes}
         new = self._app.options.replace(**changes)
         if threading.current_thread() is self._thread:
             self._app.reconfigure(new)
@@ -836,13 +490,3 @@ class SimServer:
     def __repr__(self) -> str:
         state = "closed" if self._closed else self.url
         return f"<SimServer {state}>"
-
-
-def _parse_query_time(text: str) -> float:
-    """Epoch seconds of an ISO 8601 query value (``Z`` or an offset; naive means UTC)."""
-    from datetime import datetime, timezone
-
-    parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace(" ", "+"))
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.timestamp()

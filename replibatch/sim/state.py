@@ -69,6 +69,7 @@ class Prediction:
     input: dict[str, Any]
     created: float
     deployment: str | None = None
+    reported_model: str | None = None  # the ``model`` the API names (official: internal name)
     stream: bool = False
     status: str = "starting"
     output: Any = None
@@ -96,25 +97,39 @@ class Prediction:
         self.updated = asyncio.Event()
 
     def to_json(self, base_url: str, clock: Clock) -> dict[str, Any]:
-        """The API representation, with URLs under ``base_url``."""
+        """The API representation, with URLs under ``base_url``.
+
+        Key shape as recorded, not as the spec's ``required`` list says: an unfinished prediction
+        has no ``output``, ``data_removed``, ``metrics``, ``completed_at`` or ``urls.web`` (every
+        starting/processing body in run.yaml, run__concurrently.yaml, predictions-create.yaml);
+        ``started_at`` appears once it is processing (run.yaml). A ``Prefer: wait`` reply that
+        already holds partial output carries ``output`` and ``data_removed: false``
+        (test_models_predictions_create_blocking[True-10].yaml). A finished one has them all;
+        after retention ``output`` stays present and null (spec, predictions.get: "The `output`
+        key will still be present, but it's value will be `null`").
+        """
         api = f"{base_url}/v1/predictions/{self.id}"
-        urls = {"cancel": f"{api}/cancel", "get": api, "web": f"{base_url}/p/{self.id}"}
+        urls = {"cancel": f"{api}/cancel", "get": api}
         if self.stream:
             urls["stream"] = f"{base_url}/v1/streams/{self.id}"
         body: dict[str, Any] = {
             "id": self.id,
-            "model": self.model.ref,
+            "model": self.reported_model or self.model.ref,
             "version": self.version,
             "input": self.input,
             "logs": self.logs,
-            "output": list(self.output) if isinstance(self.output, list) else self.output,
-            "data_removed": self.data_removed,
             "error": self.error,
             "status": self.status,
             "source": "api",
             "created_at": iso(clock.wall(self.created)),
             "urls": urls,
         }
+        partial = isinstance(self.output, list) and bool(self.output)
+        if self.terminal or partial:
+            body["output"] = list(self.output) if isinstance(self.output, list) else self.output
+            body["data_removed"] = self.data_removed
+        if self.terminal:
+            urls["web"] = f"{base_url}/p/{self.id}"
         if self.deployment is not None:
             body["deployment"] = self.deployment
         if self.deadline is not None:
@@ -177,6 +192,10 @@ class Stats:
         self._duplicates = 0
         self._throttled = 0
         self._cancels = 0
+        self._aborted = 0
+        self._throttled_creates = 0
+        self._list_pages = 0
+        self._downloads = 0
         self._max_in_flight = self._in_flight
         self._faults: dict[str, int] = {}
 
@@ -190,11 +209,12 @@ class Stats:
         with self._lock:
             self._requests[route] = self._requests.get(route, 0) + 1
 
-    def count_status(self, status: int) -> None:
+    def count_status(self, status: int, is_create: bool = False) -> None:
         with self._lock:
             self._statuses[status] = self._statuses.get(status, 0) + 1
             if status == 429:
                 self._throttled += 1
+                self._throttled_creates += is_create
 
     def count_create(self, key: str) -> None:
         with self._lock:
@@ -213,6 +233,18 @@ class Stats:
     def count_cancel(self) -> None:
         with self._lock:
             self._cancels += 1
+
+    def count_aborted(self) -> None:
+        with self._lock:
+            self._aborted += 1
+
+    def count_list_page(self) -> None:
+        with self._lock:
+            self._list_pages += 1
+
+    def count_download(self) -> None:
+        with self._lock:
+            self._downloads += 1
 
     def count_fault(self, kind: str) -> None:
         with self._lock:
@@ -254,9 +286,40 @@ class Stats:
 
     @property
     def cancels(self) -> int:
-        """Predictions canceled while running."""
+        """Predictions canceled before finishing (by a cancel request or a ``Cancel-After``
+        deadline reached while processing)."""
         with self._lock:
             return self._cancels
+
+    @property
+    def throttled_creates(self) -> int:
+        """429 responses served to create-prediction requests."""
+        with self._lock:
+            return self._throttled_creates
+
+    @property
+    def aborted(self) -> int:
+        """Predictions whose ``Cancel-After`` deadline passed before they started."""
+        with self._lock:
+            return self._aborted
+
+    @property
+    def list_pages(self) -> int:
+        """Pages of ``GET /v1/predictions`` served."""
+        with self._lock:
+            return self._list_pages
+
+    @property
+    def downloads(self) -> int:
+        """Output-file downloads answered with their bytes (whole, or cut by a fault)."""
+        with self._lock:
+            return self._downloads
+
+    @property
+    def errors_after_create(self) -> int:
+        """Creates answered with a gateway 5xx although the prediction was created."""
+        with self._lock:
+            return sum(n for k, n in self._faults.items() if k.startswith("error_after_create"))
 
     @property
     def in_flight(self) -> int:
@@ -286,6 +349,10 @@ class Stats:
                 "duplicate_creates": self._duplicates,
                 "throttled": self._throttled,
                 "cancels": self._cancels,
+                "aborted": self._aborted,
+                "throttled_creates": self._throttled_creates,
+                "list_pages": self._list_pages,
+                "downloads": self._downloads,
                 "in_flight": self._in_flight,
                 "max_in_flight": self._max_in_flight,
                 "faults": dict(self._faults),

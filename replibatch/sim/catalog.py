@@ -1,0 +1,100 @@
+"""Models, versions, deployments, hardware and account routes of the simulator (a mixin)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from replibatch.sim.models import HARDWARE, ModelRegistry, SimModel
+from replibatch.sim.responses import json_response as _json
+from replibatch.sim.responses import problem
+
+__all__ = ["CatalogRoutes"]
+
+
+class CatalogRoutes:
+    """Read-only routes about what the simulator hosts; the app provides the state below."""
+
+    registry: ModelRegistry
+    base_url: str
+    runs: dict[str, int]
+
+    def _version_json(self, model: SimModel) -> dict[str, Any]:
+        return {"id": model.version_id, "created_at": model.created_at,
+                "cog_version": model.cog_version, "openapi_schema": model.openapi_schema}
+
+    def _model_json(self, model: SimModel) -> dict[str, Any]:
+        return {
+            "url": f"{self.base_url}/{model.ref}",
+            "owner": model.owner,
+            "name": model.name,
+            "description": model.description or None,
+            "visibility": "public",
+            "is_official": model.official,
+            "github_url": None,
+            "paper_url": None,
+            "license_url": None,
+            "run_count": self.runs.get(model.ref, 0),
+            "cover_image_url": None,
+            "default_example": None,
+            "latest_version": None if model.official else self._version_json(model),
+        }
+
+    def _model(self, request: web.Request) -> SimModel | None:
+        return self.registry.models.get(f"{request.match_info['owner']}/{request.match_info['name']}")
+
+    async def list_models(self, request: web.Request) -> web.StreamResponse:
+        results = [self._model_json(m) for m in self.registry.models.values()]
+        return _json({"next": None, "previous": None, "results": results})
+
+    async def get_model(self, request: web.Request) -> web.StreamResponse:
+        model = self._model(request)
+        if model is None:
+            return problem(404, "Not found", f"Model not found: {request.match_info['owner']}/"
+                           f"{request.match_info['name']}")
+        return _json(self._model_json(model))
+
+    async def list_versions(self, request: web.Request) -> web.StreamResponse:
+        model = self._model(request)
+        if model is None:
+            return problem(404, "Not found", "Model not found")
+        results = [] if model.official else [self._version_json(model)]
+        return _json({"next": None, "previous": None, "results": results})
+
+    async def get_version(self, request: web.Request) -> web.StreamResponse:
+        model = self._model(request)
+        if model is None or model.official or request.match_info["version_id"] != model.version_id:
+            return problem(404, "Not found", "Version not found")
+        return _json(self._version_json(model))
+
+    async def get_deployment(self, request: web.Request) -> web.StreamResponse:
+        ref = f"{request.match_info['owner']}/{request.match_info['name']}"
+        deployment = self.registry.deployments.get(ref)
+        if deployment is None:
+            return problem(404, "Not found", f"Deployment not found: {ref}")
+        model = self.registry.models[deployment.model]
+        return _json({
+            "owner": deployment.owner,
+            "name": deployment.name,
+            "current_release": {
+                "number": 1,
+                "model": model.ref,
+                "version": model.version_id,
+                "created_at": model.created_at,
+                "created_by": {"type": "organization", "username": deployment.owner,
+                               "name": deployment.owner},
+                "configuration": {
+                    "hardware": deployment.hardware,
+                    "min_instances": deployment.min_instances,
+                    "max_instances": deployment.max_instances,
+                },
+            },
+        })
+
+    async def list_hardware(self, request: web.Request) -> web.StreamResponse:
+        return _json([{"sku": sku, "name": name} for sku, name in HARDWARE.items()])
+
+    async def get_account(self, request: web.Request) -> web.StreamResponse:
+        return _json({"type": "user", "username": "replibatch-sim", "name": "Replibatch Simulator"})
+

@@ -1,0 +1,188 @@
+"""A prediction's life on the simulator: queue, run the model, stream, finish, cancel, expire.
+
+A mixin of the simulator app: everything here runs on the server's event loop, except the
+model's CPU work (:meth:`Lifecycle._predict`), which runs on a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import urllib.parse
+from typing import Any
+
+from replibatch.filestore import decode_data_uri
+from replibatch.sim.cog import FileInput, OutputFile, call_kwargs, materialize
+from replibatch.sim.delivery import Blob, publish_size
+from replibatch.sim.faults import FaultDice, SimOptions
+from replibatch.sim.models import SimModel
+from replibatch.sim.state import Clock, FileRecord, Prediction, Stats
+
+__all__ = ["Lifecycle"]
+
+_FILE_PATH = re.compile(r"/v1/files/(?P<id>[^/]+)(?:/download)?$")
+_DELIVERY_PATH = re.compile(r"/delivery/(?P<key>[^/]+/[^/]+)$")
+_STREAM_TICK = 0.01  # streamed items due within this many seconds are released together
+
+
+class Lifecycle:
+    """Runs predictions; the app provides the state declared here."""
+
+    options: SimOptions
+    stats: Stats
+    clock: Clock
+    dice: FaultDice
+    base_url: str
+    files: dict[str, FileRecord]
+    blobs: dict[str, Blob]
+
+    async def _run(self, p: Prediction) -> None:
+        o = self.options
+        scale = o.time_scale
+        try:
+            if o.queue_delay:
+                await asyncio.sleep(o.queue_delay * scale)
+            p.status, p.started = "processing", self.clock.now()
+            fail = self.dice.roll(o.failure_rate)
+            loop = asyncio.get_running_loop()
+            output, streams, nominal, tokens = await loop.run_in_executor(
+                None, self._predict, p.model, p.input
+            )
+            p.token_counts = tokens
+            duration = (o.predict_time if o.predict_time is not None else nominal) * scale
+            if fail:
+                await self._sleep_until(p.started + duration / 2)
+                self.stats.count_fault("model_failure")
+                self._finish(p, "failed", o.failure_message)
+                return
+            if streams and isinstance(output, list) and output:
+                await self._play(p, output, duration)
+            else:
+                await self._sleep_until(p.started + duration)
+                p.output = self._publish(p, output)
+            self._finish(p, "succeeded")
+        except asyncio.CancelledError:
+            self._finish(p, "canceled")
+            raise
+        except Exception as exc:  # the model raised: the prediction fails, as on Replicate
+            p.logs += f"Traceback (most recent call last):\n{type(exc).__name__}: {exc}\n"
+            self._finish(p, "failed", str(exc) or type(exc).__name__)
+
+    def _predict(self, model: SimModel, inputs: dict[str, Any]) -> tuple[Any, bool, float, Any]:
+        """Runs on a worker thread: the model's CPU work, off the event loop."""
+        kwargs = call_kwargs(model.predictor, inputs)
+        for name in model.validator.uri_fields:
+            if isinstance(kwargs.get(name), str):
+                kwargs[name] = FileInput(self._fetch(kwargs[name]), name)
+        output, streams = materialize(model.predictor.predict(**kwargs))
+        nominal = model.predictor.nominal_seconds(kwargs, output)
+        return output, streams, nominal, model.predictor.token_counts(kwargs, output)
+
+    def _fetch(self, uri: str) -> bytes:
+        """Bytes of a file input: a data: URI or a URL of this simulator's file stores.
+
+        Raises ValueError when the URI cannot be read (the prediction then fails).
+        """
+        if uri.startswith("data:"):
+            try:
+                return decode_data_uri(uri)[0]
+            except ValueError as exc:
+                raise ValueError(f"could not decode data URI: {exc}") from None
+        path = urllib.parse.urlsplit(uri).path
+        if match := _FILE_PATH.search(path):
+            record = self.files.get(match.group("id"))
+            if record is not None:
+                return record.data
+        elif match := _DELIVERY_PATH.search(path):
+            blob = self.blobs.get(match.group("key"))
+            if blob is not None:
+                return blob.data
+        raise ValueError(f"could not download {uri}: not found (the simulator has no network)")
+
+    async def _play(self, p: Prediction, items: list[Any], duration: float) -> None:
+        """Release streamed items over the predict time, as a model yielding them would."""
+        assert p.started is not None
+        prefill = min(p.model.predictor.prefill_seconds * self.options.time_scale, duration)
+        due = [p.started + prefill + (duration - prefill) * (i + 1) / len(items)
+               for i in range(len(items))]
+        p.output = []
+        released = 0
+        while released < len(items):
+            now = self.clock.now()
+            while released < len(items) and due[released] <= now + _STREAM_TICK / 2:
+                p.output.append(items[released])
+                released += 1
+            if released and p.first_output is None:
+                p.first_output = now
+            p.notify()
+            if released < len(items):
+                await asyncio.sleep(max(_STREAM_TICK, due[released] - now))
+        await self._sleep_until(p.started + duration)
+
+    async def _sleep_until(self, deadline: float) -> None:
+        delay = deadline - self.clock.now()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    def _publish(self, p: Prediction, output: Any) -> Any:
+        """Store file outputs and replace them by their (expiring) URLs."""
+        if isinstance(output, OutputFile):
+            key = f"{p.id}/{output.name}"
+            self.blobs[key] = Blob(output, publish_size(output, self.options))
+            p.file_keys.append(key)
+            return f"{self.options.output_url_base or self.base_url}/delivery/{key}"
+        if isinstance(output, list):
+            return [self._publish(p, item) for item in output]
+        return output
+
+    def _finish(self, p: Prediction, status: str, error: str | None = None,
+                at: float | None = None) -> None:
+        if p.terminal:
+            return
+        now = self.clock.now() if at is None else at
+        p.status, p.error, p.completed = status, error, now
+        metrics: dict[str, Any] = {"total_time": round(now - p.created, 6)}
+        if p.started is not None:
+            predict_time = now - p.started
+            metrics["predict_time"] = round(predict_time, 6)
+            tokens = p.token_counts
+            if tokens is not None and status == "succeeded":
+                metrics["input_token_count"], metrics["output_token_count"] = tokens
+                if predict_time > 0:
+                    metrics["tokens_per_second"] = round(tokens[1] / predict_time, 3)
+                if p.first_output is not None:
+                    metrics["time_to_first_token"] = round(p.first_output - p.started, 6)
+        p.metrics = metrics
+        p.done.set()
+        p.notify()
+        self.stats.count_finished()
+        retention = self.options.retention * self.options.time_scale
+        asyncio.get_running_loop().call_later(retention, self._expire, p)
+
+    def _expire(self, p: Prediction) -> None:
+        """Delete inputs, outputs, logs and files, as Replicate does an hour after completion."""
+        p.data_removed, p.output, p.input, p.logs = True, None, {}, ""
+        for key in p.file_keys:
+            self.blobs.pop(key, None)
+        p.file_keys.clear()
+
+    def _cancel(self, p: Prediction, status: str = "canceled", at: float | None = None) -> bool:
+        if p.terminal:
+            return False
+        self._finish(p, status, at=at)
+        if p.task is not None:
+            p.task.cancel()
+        if status == "aborted":
+            self.stats.count_aborted()
+        else:
+            self.stats.count_cancel()
+        return True
+
+    def _deadline_reached(self, p: Prediction) -> None:
+        # Spec (prediction status): "`canceled` means the prediction was canceled (either by the
+        # user or because it reached its deadline while running). `aborted` means the prediction
+        # was terminated before it started running". Aborted: no started_at, no predict_time.
+        # Stamped at the deadline itself, not when this callback ran: a busy loop must not bill
+        # (or report) more predict time than the deadline allows.
+        at = min(self.clock.now(), p.deadline) if p.deadline is not None else None
+        self._cancel(p, "aborted" if p.started is None else "canceled", at=at)
