@@ -44,6 +44,9 @@ from throughput import MODEL, TOKEN, Sim, _inputs  # noqa: E402
 import replibatch as rb  # noqa: E402
 
 
+OURS_ONLY = False
+
+
 def run_replibatch(url: str, rows: int, **options: Any) -> dict:
     df = pd.DataFrame(_inputs(rows))
     os.environ["REPLIBATCH_CACHE_DIR"] = options.pop("cache_dir", None) or tempfile.mkdtemp(prefix="rb-bench-")
@@ -130,6 +133,8 @@ def scenario(title: str, options: dict, rows: int, ideal: float, ours: list, cap
     print(f"\n== {title}; ideal {ideal:.2f} s", flush=True)
     table = [measure(name, options, fn, rows, ideal) for name, fn in ours]
     official = [(f"official gather, semaphore {s}", options, rows, ideal, s, cap) for s in (64, 16)]
+    if OURS_ONLY:
+        official = []
     if parallel_official:
         with ProcessPoolExecutor(2, mp_context=mp.get_context("spawn")) as pool:
             table += list(pool.map(_official_row, official))
@@ -224,7 +229,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="1234tp", help="which parts to run (1-4, t, p)")
     parser.add_argument("--long-rows", type=int, default=1000)
     parser.add_argument("--cap", type=float, default=150.0, help="time cap of the official client in 4")
+    parser.add_argument("--ours-only", action="store_true", help="skip the official client")
     args = parser.parse_args(argv)
+    global OURS_ONLY
+    OURS_ONLY = args.ours_only
     rows, latency = 1000, 0.5
     base = {"predict_time": latency, "seed": 1}
     if "1" in args.only:

@@ -28,7 +28,7 @@ __all__ = ["BucketEstimate", "ThrottleLearner"]
 _KEEP = 8192  # accepted send times remembered (a few seconds at 100/s, minutes at 600/min)
 _MIN_TOKENS = 3  # fewer refilled tokens than this say too little about the rate
 _MIN_SPAN = 0.02  # seconds; shorter spans are dominated by scheduling jitter
-_STALE = 5.0  # seconds from full to a refusal beyond which the limit itself must have changed
+_LONG = 1.0  # seconds from full to a refusal beyond which we were not far above the rate
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,9 @@ class ThrottleLearner:
         self._full_at = start  # when the server's bucket is believed full (next episode's base)
         self._episode_base = start  # the full moment the current episode's sends started from
         self._burst: float | None = None
-        self._points: list[tuple[float, int]] = []  # (seconds since full, accepts) per refusal
+        self._points: list[tuple[float, int]] = []
+        self._sent: list[float] = []
+        self._refusals: list[float] = []  # (seconds since full, accepts) per refusal
 
     @property
     def burst(self) -> float | None:
@@ -67,34 +69,56 @@ class ThrottleLearner:
         """Drop the points (they contradict what the server does now); keep the burst."""
         self._points.clear()
 
+    def sent(self, sent_at: float) -> None:
+        """A request was sent at `sent_at`. Until its answer comes it counts as accepted: a
+        server that lags answers late, and counting only the answers in would see too few."""
+        bisect.insort(self._sent, sent_at)
+        if len(self._sent) > _KEEP:
+            del self._sent[: len(self._sent) - _KEEP]
+
     def accepted(self, sent_at: float) -> None:
         """A request sent at `sent_at` went through the server's limiter."""
         bisect.insort(self._accepted, sent_at)
         if len(self._accepted) > _KEEP:
             del self._accepted[: len(self._accepted) - _KEEP]
 
+    def _refused(self, sent_at: float) -> None:
+        bisect.insort(self._refusals, sent_at)
+        if len(self._refusals) > _KEEP:
+            del self._refusals[: len(self._refusals) - _KEEP]
+
     def refilled(self, at: float) -> None:
         """The bucket is believed full again at `at` (a pause of at least a refill ended)."""
         self._full_at = at
 
     def _count(self, start: float, end: float) -> int:
-        """Accepted sends strictly after `start` and before `end`."""
-        return bisect.bisect_left(self._accepted, end) - bisect.bisect_right(self._accepted, start)
+        """Sends strictly after `start` and before `end` that were not refused (those still
+        unanswered included); without `sent` records, the accepted ones."""
+        def between(times: list[float]) -> int:
+            return bisect.bisect_left(times, end) - bisect.bisect_right(times, start)
+
+        if not self._sent:
+            return between(self._accepted)
+        return max(between(self._accepted), between(self._sent) - between(self._refusals))
 
     def new_episode(self, refused_at: float, retry_after: float | None) -> BucketEstimate:
         """A request sent at `refused_at` was refused and begins a new throttle episode.
 
         Returns the best estimate the evidence allows; ``rate_per_second`` None means "no idea".
         """
+        self._refused(refused_at)
         self._episode_base = self._full_at
-        if refused_at - self._full_at > _STALE:
-            # Long after the bucket was last full we were pacing at a rate it accepted, and now
-            # it refuses: the limit changed. Old points describe another bucket; this one is not
-            # a full-to-empty run either. Measure afresh from the end of this pause.
+        span = refused_at - self._full_at
+        if span > _LONG:
+            # Long after the bucket was last full: we were pacing at about a rate it accepts
+            # and lag (ours or the server's) bunched some sends, or the limit changed. This is
+            # no full-to-empty run, and what we managed to send says more about our CPU than
+            # the server. Say so; the caller steps down gently, and if the limit did change
+            # the next, short, episodes measure it afresh (the old points may not apply).
             self._points.clear()
             self._episode_base = math.inf  # nothing of this episode is a point
-            return BucketEstimate(None, self._burst, "limit changed")
-        estimate = self.refused_in_episode(refused_at)
+            return BucketEstimate(None, self._burst, "bunched")
+        estimate = self._point(refused_at)
         one = self._burst is not None and self._burst <= 1.0
         if estimate.rate_per_second is None and one and retry_after is not None:
             return self._from_hint(refused_at, retry_after)
@@ -108,6 +132,10 @@ class ThrottleLearner:
         gives the burst (intercept) and rate (slope). Until the points tell a slope apart from
         rounding, the accepts before the first refusal are taken as the burst.
         """
+        self._refused(refused_at)
+        return self._point(refused_at)
+
+    def _point(self, refused_at: float) -> BucketEstimate:
         base = self._episode_base
         if base > refused_at:
             return BucketEstimate(None, self._burst, "limit changed")

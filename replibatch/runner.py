@@ -387,6 +387,7 @@ class _Engine:
             attempt = _Attempt(target, payload, _utcnow() - _CLOCK_SKEW)
             self.state.attempts[position] = attempt
             sent, sent_wall = self.clock(), time.time()
+            self.creates.on_sent(sent)
             try:
                 reply = await self.edge.create_prediction(
                     (target.kind, target.ident), payload, wait=wait, cancel_after=self.timeout

@@ -12,8 +12,8 @@ account and kind of request ("create", "read") holding
   it is fresh, `_RATE_FRESH` seconds).
 
 The account is named by a fingerprint of the token and base URL (SHA-256, 16 hex digits),
-never the token. The lock is held for one small read and write (tens of microseconds), so it
-is taken on the event loop. Wall-clock time is used because monotonic clocks are per process.
+never the token. The lock (``flock`` on the ledger's descriptor; a lock file where there is none) is held for
+one small read and write in place (tens of microseconds), so it is taken on the event loop. Wall-clock time is used because monotonic clocks are per process.
 Any OS error (a read-only or vanished directory) turns the ledger off for this run: pacing
 then falls back to the process's own limiter, as without a cache.
 """
@@ -28,13 +28,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+try:  # POSIX: an advisory lock on the ledger's own descriptor costs microseconds
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: a lock file (slower, same meaning)
+    fcntl = None  # type: ignore[assignment]
 from filelock import FileLock, Timeout
 
 __all__ = ["SharedSchedule", "account_fingerprint"]
 
 _RATE_FRESH = 120.0  # seconds a learned rate is taken by the other processes
 _LOCK_TIMEOUT = 2.0  # seconds: a lock held longer means something is wrong; go on alone
-_IDLE_RESET = 5.0  # a slot this far in the past is forgotten (no process is sending)
+_CATCH_UP = 0.1  # seconds of missed slots a late caller may still use (a small burst)
+_RECORD = 256  # bytes of the ledger record
 
 
 def account_fingerprint(token: str | None, base_url: str | None) -> str:
@@ -65,11 +70,31 @@ class SharedSchedule:
         self._path = folder / f"{account}-{kind}.json"
         self._wall = wall
         self.enabled = True
+        self._fd: int | None = None
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            self._lock = FileLock(str(folder / f"{account}-{kind}.lock"), timeout=_LOCK_TIMEOUT)
+            if fcntl is not None:
+                # One fixed-size record, read and rewritten in place under flock: measured
+                # ~3 ms per claim with a lock file and an atomic rename, which at 100 creates/s
+                # stalls the event loop; in place it is tens of microseconds.
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            else:  # pragma: no cover
+                self._lock = FileLock(str(folder / f"{account}-{kind}.lock"), timeout=_LOCK_TIMEOUT)
         except OSError:
             self.enabled = False
+
+    def close(self) -> None:
+        """Release the ledger's file descriptor (the ledger stays on disk for the others)."""
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+            self._fd = None
+        self.enabled = False
+
+    def __del__(self) -> None:
+        self.close()
 
     def claim(self, rate_per_minute: float) -> float:
         """Take the next shared slot for one request at `rate_per_minute` (this process's
@@ -84,10 +109,11 @@ class SharedSchedule:
             rate = rate_per_minute
             if state.rate is not None and now - state.rate_at < _RATE_FRESH:
                 rate = min(rate, state.rate)
-            start = state.next if state.next > now - _IDLE_RESET else now
-            slot = max(now, start, state.paused_until)
+            # A caller a little late (a busy event loop) may use a slot up to _CATCH_UP in the
+            # past: without that, every late wake-up would push the schedule back for good.
+            slot = max(state.next, now - _CATCH_UP, state.paused_until)
             state.next = slot + 60.0 / rate
-            result = slot - now
+            result = max(0.0, slot - now)
 
         self._update(update)
         return result
@@ -125,19 +151,32 @@ class SharedSchedule:
         if not self.enabled:
             return
         try:
-            with self._lock:
+            if self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+                try:
+                    state = self._read()
+                    change(state)
+                    # Padded to a fixed size: a shorter record never leaves a longer one's tail.
+                    os.pwrite(self._fd, json.dumps(state.__dict__).encode().ljust(_RECORD), 0)
+                finally:
+                    fcntl.flock(self._fd, fcntl.LOCK_UN)
+                return
+            with self._lock:  # pragma: no cover - Windows
                 state = self._read()
                 change(state)
-                data = json.dumps(state.__dict__).encode()
-                temporary = self._path.with_suffix(f".{os.getpid()}.tmp")
-                temporary.write_bytes(data)
-                os.replace(temporary, self._path)  # readers never see half a file
+                self._path.write_bytes(json.dumps(state.__dict__).encode().ljust(_RECORD))
         except (OSError, Timeout):
             self.enabled = False
 
     def _read(self) -> _State:
         try:
-            raw = json.loads(self._path.read_bytes())
+            if self._fd is not None:
+                # Readers outside the lock (shared_rate) may see a record being rewritten:
+                # then it does not parse and counts as empty, which only loses a hint.
+                data = os.pread(self._fd, _RECORD, 0)
+            else:  # pragma: no cover
+                data = self._path.read_bytes()
+            raw = json.loads(data.strip() or b"{}")
         except (OSError, ValueError):
             return _State()
         if not isinstance(raw, dict):
