@@ -22,6 +22,7 @@ from .errors import (
 from .estimate import estimate
 from .grid import grid
 from .runner import arun, run
+from .spend import set_budget, spend
 
 __version__ = "0.1.0"
 
@@ -43,4 +44,6 @@ __all__ = [
     "grid",
     "plot",
     "run",
+    "set_budget",
+    "spend",
 ]

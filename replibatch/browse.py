@@ -1,7 +1,11 @@
-"""An ipywidgets browser over a result frame: filter by parameter, page, look at one output large.
+"""An ipywidgets browser over a result frame: filter, search, page, look at one output large or at
+every model's output for one prompt side by side.
 
 The widget tree is plain ipywidgets driven by observers, so it works (and is tested) without a
-browser: set a filter's value or click a button in code and read what `detail` shows.
+browser: set a filter's value or click a button in code and read what `detail` shows. Images go
+over the comm shrunk to `max_px` (a "full size" toggle sends the originals on demand), so a
+notebook does not fill up with megabytes per click. Displayed without a live kernel (a saved or
+exported notebook), the widget's fallback representation says it needs one.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from .compare import RESULT_COLUMNS, _key_part, format_seconds
+from .compare import RESULT_COLUMNS, _key_part, compare, format_seconds
 from .errors import ConfigurationError
 from .media import CSS, MediaRenderer, is_missing, local_path
 from .summary import format_usd
@@ -22,6 +26,17 @@ from .summary import format_usd
 __all__ = ["Browser", "browse"]
 
 ALL = -1  # the dropdown value meaning "no filter on this column"
+DEFAULT_MAX_PX = 768  # longest side of images sent to the browser unless "full size" is on
+_DETAIL_CSS = """
+.rb-root.rb-detail { line-height: 1.35; }
+.rb-root.rb-detail h4 { margin: 4px 0 6px; }
+.rb-root.rb-detail table.rb-fields { border-collapse: collapse; font-size: 12px; margin-bottom: 8px; }
+.rb-root.rb-detail table.rb-fields th, .rb-root.rb-detail table.rb-fields td {
+  padding: 1px 8px 1px 0; text-align: left; border: 0; border-bottom: 1px solid var(--rb-border); min-width: 0;
+  line-height: 1.35; vertical-align: top; background: transparent; color: inherit; }
+.rb-root.rb-detail table.rb-fields th { color: var(--rb-muted); font-weight: 400; white-space: nowrap; }
+.rb-root.rb-detail table.rb-fields td { max-width: 360px; overflow-wrap: anywhere; }
+"""
 MAX_CHOICES = 200  # columns with more distinct values (free text, ids) get no dropdown
 _DETAIL_FIELDS = [
     "model",
@@ -83,6 +98,16 @@ def _preview(value: Any, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def _preview_ends(value: Any, width: int = 48) -> str:
+    """Like `_preview`, but a long text keeps its start and its end (prompts often differ only
+    near the end: "Describe image 17 ..." vs "... image 71"), with an ellipsis in the middle."""
+    text = " ".join(_display(value).split())
+    if len(text) <= width:
+        return text
+    head = (width - 1) * 3 // 5
+    return text[:head] + "…" + text[len(text) - (width - 1 - head):]
+
+
 def _format_field(name: str, value: Any) -> str:
     if is_missing(value):
         return "—"
@@ -103,7 +128,9 @@ class Browser:
     `detail` is the HTML showing the selected row.
     """
 
-    def __init__(self, res: pd.DataFrame, *, page_size: int = 10) -> None:
+    def __init__(
+        self, res: pd.DataFrame, *, page_size: int = 10, max_px: int | None = DEFAULT_MAX_PX
+    ) -> None:
         if not isinstance(res, pd.DataFrame):
             raise ConfigurationError(f"browse() needs a DataFrame, got {type(res).__name__}")
         if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
@@ -112,8 +139,19 @@ class Browser:
         self.res = res
         self.page_size = page_size
         self.page = 0
-        self._renderer = MediaRenderer(max_text=None, max_px=None)
+        self.max_px = max_px
+        self._renderer = MediaRenderer(max_text=None, max_px=max_px)
+        self._full_renderer = MediaRenderer(max_text=None, max_px=None)
         self.parameters = [c for c in res.columns if c not in RESULT_COLUMNS]
+        # Row labels name only what tells rows apart: parameters with more than one value.
+        self.varying = [
+            c for c in self.parameters if res[c].map(_key_part).nunique(dropna=False) > 1
+        ]
+        self.index_column = "prompt" if "prompt" in res.columns else (
+            self.parameters[0] if self.parameters else None
+        )
+        self._search_text = [self._searchable(p) for p in range(len(res))]
+        self.selected: int | None = None
         self._keys: dict[str, list[Any]] = {}
         self.choices: dict[str, list[Any]] = {}
         self.filters: dict[str, Any] = {}
@@ -126,7 +164,7 @@ class Browser:
                 continue  # one value filters nothing; hundreds make an unusable dropdown
             counts = pd.Series(keys, dtype=object).value_counts(dropna=False)
             options = [("(all)", ALL)] + [
-                (f"{_preview(choice, 40)} ({counts.get(choice, 0)})", i)
+                (f"{_preview_ends(choice, 48)} ({counts.get(choice, 0)})", i)
                 for i, choice in enumerate(choices)
             ]
             dropdown = widgets.Dropdown(
@@ -141,24 +179,51 @@ class Browser:
             self.choices[column] = choices
             self.filters[column] = dropdown
 
-        self.prev_button = widgets.Button(description="◀ prev", layout=widgets.Layout(width="80px"))
-        self.next_button = widgets.Button(description="next ▶", layout=widgets.Layout(width="80px"))
+        self.search = widgets.Text(
+            placeholder="search prompts and outputs",
+            continuous_update=False,
+            layout=widgets.Layout(width="280px"),
+        )
+        self.search.observe(self._on_filter, names="value")
+        self.prev_button = widgets.Button(description="◀ page", layout=widgets.Layout(width="80px"))
+        self.next_button = widgets.Button(description="page ▶", layout=widgets.Layout(width="80px"))
         self.prev_button.on_click(lambda _: self.show_page(self.page - 1))
         self.next_button.on_click(lambda _: self.show_page(self.page + 1))
+        self.prev_row = widgets.Button(description="◀", tooltip="previous row",
+                                       layout=widgets.Layout(width="40px"))
+        self.next_row = widgets.Button(description="▶", tooltip="next row",
+                                       layout=widgets.Layout(width="40px"))
+        self.prev_row.on_click(lambda _: self.step(-1))
+        self.next_row.on_click(lambda _: self.step(1))
         self.page_label = widgets.Label()
+        self.all_models = widgets.ToggleButton(
+            value=False, description="this prompt, every model",
+            tooltip="show every row with the selected row's prompt side by side",
+            layout=widgets.Layout(width="auto"),
+        )
+        self.all_models.observe(lambda _change: self._redraw(), names="value")
+        self.full_size = widgets.ToggleButton(
+            value=False, description="full size", tooltip="send images at their original size",
+            layout=widgets.Layout(width="auto"),
+        )
+        self.full_size.observe(lambda _change: self._redraw(), names="value")
         self.rows = widgets.Select(options=[], rows=page_size, layout=widgets.Layout(width="100%"))
         self.rows.observe(self._on_select, names="value")
         self.detail = widgets.HTML()
-        self.widget = widgets.VBox(
+        self.widget = _BrowserBox(
             [
                 widgets.HBox(
-                    list(self.filters.values()), layout=widgets.Layout(flex_flow="row wrap")
+                    [self.search, *self.filters.values()],
+                    layout=widgets.Layout(flex_flow="row wrap"),
                 ),
                 widgets.HBox([self.prev_button, self.page_label, self.next_button]),
                 self.rows,
+                widgets.HBox([self.prev_row, self.next_row, self.all_models, self.full_size]),
                 self.detail,
             ]
         )
+        self.widget._replibatch_browser = self
+        self.widget.add_class("rb-browser")  # what the no-kernel note's CSS looks for
         self._matches = list(range(len(res)))
         self.refresh()
 
@@ -178,8 +243,14 @@ class Browser:
             dropdown.value = ALL
 
     def matching_positions(self) -> list[int]:
-        """Row positions (0-based, in frame order) that pass every filter."""
-        positions = range(len(self.res))
+        """Row positions (0-based, in frame order) that pass every filter and the search (every
+        word of it, case-insensitive, found in the row's parameters, output or error)."""
+        positions: Any = range(len(self.res))
+        words = self.search.value.casefold().split()
+        if words:
+            positions = [
+                p for p in positions if all(word in self._search_text[p] for word in words)
+            ]
         for column, dropdown in self.filters.items():
             if dropdown.value != ALL:
                 wanted = self.choices[column][dropdown.value]
@@ -218,8 +289,28 @@ class Browser:
             self.detail.value = '<div class="rb-root"><i>No rows match the filters.</i></div>'
 
     def show_row(self, position: int) -> None:
-        """Show row `position` large: its output, inputs, timing and cost."""
-        self.detail.value = self.row_html(position)
+        """Show row `position` large: its output, inputs, timing and cost (or, with
+        `all_models` on, every row sharing its prompt side by side)."""
+        self.selected = position
+        if self.all_models.value:
+            self.detail.value = self.prompt_html(position)
+        else:
+            self.detail.value = self.row_html(position)
+
+    def step(self, delta: int) -> None:
+        """Select the row `delta` places after the selected one among the matches, across pages."""
+        if not self._matches:
+            return
+        current = self._matches.index(self.selected) if self.selected in self._matches else 0
+        target = min(max(0, current + delta), len(self._matches) - 1)
+        page = target // self.page_size
+        if page != self.page:
+            self.show_page(page)
+        self.rows.value = self._matches[target]
+
+    def _redraw(self) -> None:
+        if self.selected is not None:
+            self.show_row(self.selected)
 
     def _on_filter(self, _change: dict[str, Any]) -> None:
         self.refresh()
@@ -230,53 +321,129 @@ class Browser:
 
     # --- rendering ----------------------------------------------------------------------------
 
+    def _searchable(self, position: int) -> str:
+        row = self.res.iloc[position]
+        names = [*self.parameters, "output", "error", "model"]
+        return " ".join(_display(row[n]) for n in names if n in row.index).casefold()
+
     def _row_label(self, position: int) -> str:
+        """``#index · status · model · <varying parameters> · output``: the prompt (long text)
+        first and widest, so rows that differ only in one parameter still read apart."""
         row = self.res.iloc[position]
         parts = [f"#{self.res.index[position]}"]
-        for name in ("status", "model"):
-            if name in row.index:
-                parts.append(_preview(row[name], 36))
-        parts += [f"{name}={_preview(row[name], 24)}" for name in self.parameters[:4]]
+        if "status" in row.index and row["status"] != "succeeded":
+            parts.append(_preview(row["status"], 20))
+        if "model" in row.index and self.res["model"].nunique() > 1:
+            parts.append(_preview(row["model"], 36))
+        for name in self.varying:
+            if is_missing(row[name]):
+                continue  # a parameter this row does not use (text rows in an image sweep)
+            width = 70 if name == self.index_column else 24
+            value = _preview(row[name], width)
+            parts.append(value if name == self.index_column else f"{name}={value}")
         if "output" in row.index:
-            parts.append(_preview(row["output"], 60))
+            parts.append(_preview(row["output"], 50))
         return " · ".join(parts)
+
+    @property
+    def renderer(self) -> MediaRenderer:
+        """The renderer for the detail: shrunk images unless "full size" is on."""
+        return self._full_renderer if self.full_size.value else self._renderer
+
+    def prompt_html(self, position: int) -> str:
+        """Every row sharing row `position`'s prompt, one column per model (and per varying
+        parameter), as a comparison."""
+        if self.index_column is None:
+            return self.row_html(position)
+        key = _key_part(self.res.iloc[position][self.index_column])
+        same = self.res[self.res[self.index_column].map(_key_part) == key]
+        # One column per model; other parameters that differ label the rows inside each cell.
+        varying = [c for c in ["model", *self.varying] if c in same.columns and c != self.index_column
+                   and same[c].map(_key_part).nunique(dropna=False) > 1]
+        columns = varying[:1]
+        view = compare(same, index=self.index_column, columns=columns or None,
+                       max_text=None, max_px=None if self.full_size.value else min(self.max_px or 384, 384))
+        return view._repr_html_()
 
     def row_html(self, position: int) -> str:
         """The detail view of one row as a self-contained HTML fragment (every text escaped)."""
         esc = html.escape
         row = self.res.iloc[position]
-        output = self._renderer.render(row["output"]) if "output" in row.index else ""
+        output = self.renderer.render(row["output"]) if "output" in row.index else ""
 
         def table(names: list[str]) -> str:
             cells = "".join(
                 f'<tr><th scope="row">{esc(str(name))}</th>'
-                f'<td><div class="rb-text">{esc(_format_field(name, row[name]))}</div></td></tr>'
+                f"<td>{esc(_format_field(name, row[name]))}</td></tr>"
                 for name in names
             )
-            return f'<table class="rb-table">{cells}</table>'
+            return f'<table class="rb-fields">{cells}</table>'
 
         results = [name for name in _DETAIL_FIELDS if name in row.index]
         return (
-            f'<style>{CSS}</style><div class="rb-root">'
+            f'<style>{CSS}{_DETAIL_CSS}</style><div class="rb-root rb-detail">'
             f"<h4>row {esc(str(self.res.index[position]))}</h4>"
             # Output and its tables side by side when there is room, stacked when not.
             '<div style="display:flex; gap:24px; flex-wrap:wrap; align-items:flex-start">'
             f'<div class="rb-output" style="flex:1 1 480px; min-width:0">{output}</div>'
             '<div style="flex:0 1 auto">'
-            f"<b>inputs</b>{table(self.parameters)}"
+            f"<b>inputs</b>{table([p for p in self.parameters if not is_missing(row[p])])}"
             f"<b>result</b>{table(results)}</div></div></div>"
         )
 
 
-def browse(res: pd.DataFrame, *, page_size: int = 10) -> Any:
-    """An ipywidgets.Widget to page through `res`, filter it by parameter, model and status, and
-    see one output large (images at full size, text in full, escaped) with its inputs, timing and
-    cost. Columns with one or more than 200 distinct values get no filter.
+class _BrowserBox(_widgets().VBox):  # type: ignore[misc]
+    """The browser's VBox, shown with a note that it needs a live kernel, visible only where the
+    widget itself does not render.
+
+    Front ends pick the widget's view over any fallback in its own bundle (nbconvert too), so the
+    note is a separate HTML output placed before the widget, hidden by CSS (``:has``) when the
+    same output area holds the rendered widget (class ``rb-browser``). An exported notebook, or a
+    saved one opened without its widget state, shows the note; a live notebook shows the widget.
+    (A notebook saved *with* widget state still draws the controls; they do nothing.)
+    """
+
+    def _note(self) -> str:
+        browser = getattr(self, "_replibatch_browser", None)
+        rows = len(browser.res) if browser is not None else 0
+        return (
+            f"replibatch browser over {rows:,} rows: interactive, it needs a live kernel. "
+            "Run the cell again to use it (rb.compare(res) gives a static view)."
+        )
+
+    def note_html(self) -> str:
+        """The stand-alone note (HTML with its own hiding rule)."""
+        return (
+            "<style>.jp-OutputArea:has(.rb-browser) .rb-needs-kernel, "
+            ".output:has(.rb-browser) .rb-needs-kernel { display: none; }</style>"
+            f'<style>{CSS}</style><div class="rb-root rb-needs-kernel"><p class="rb-caption">'
+            f"{html.escape(self._note())}</p></div>"
+        )
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        bundle = super()._repr_mimebundle_(**kwargs)
+        data = bundle[0] if isinstance(bundle, tuple) else bundle
+        if isinstance(data, dict):
+            data["text/plain"] = self._note()
+            data["text/html"] = self.note_html()
+        return bundle
+
+    def _ipython_display_(self, **kwargs: Any) -> None:
+        from IPython.display import HTML, display
+
+        display(HTML(self.note_html()))
+        display(self._repr_mimebundle_(), raw=True)
+
+
+def browse(res: pd.DataFrame, *, page_size: int = 10, max_px: int | None = DEFAULT_MAX_PX) -> Any:
+    """An ipywidgets.Widget to page through `res`, filter it by parameter, model and status,
+    search its prompts and outputs, step row by row (◀/▶), and see one output large (text in
+    full, escaped; images up to `max_px` pixels, "full size" sends the originals) with its inputs,
+    timing and cost, or, "this prompt, every model", all rows sharing its prompt side by side.
+    Row labels show the parameters that vary. Columns with one or more than 200 distinct values
+    get no filter. Without a live kernel its fallback text says it needs one.
 
     Raises ConfigurationError (a ValueError) for a non-frame or `page_size` < 1, ImportError
     when ipywidgets is missing.
     """
-    browser = Browser(res, page_size=page_size)
-    widget = browser.widget
-    widget._replibatch_browser = browser  # keeps the state reachable from the displayed widget
-    return widget
+    return Browser(res, page_size=page_size, max_px=max_px).widget

@@ -1,10 +1,12 @@
 """A spending cap for one run: which predictions may start so that spending stays under it.
 
-The contract: no new prediction is started once ``spent + in-flight estimate + this one's
-estimate`` would pass ``max_cost``; rows never started get ``skipped_budget``. Each start
-reserves its expected cost, each finish swaps the reservation for the actual cost, so the cap can
-only be passed by what the predictions already in flight cost beyond their estimates: at most
-one in-flight batch.
+The contract: no new prediction is started once ``spent + in-flight reservations + this one's
+reservation`` would pass ``max_cost``; rows never started get ``skipped_budget``. When the
+caller knows a prediction's worst case (``worst=``: a server-side deadline × price per second,
+unit prices × input bounds; see `replibatch.reserve`) that is what is reserved, and the cap
+holds outright. Otherwise the expected cost is reserved, and the cap can be passed only by what
+the predictions in flight cost beyond their estimates. Each finish swaps the reservation for
+the actual cost.
 
 Expected cost of a row of a model, in order: the mean actual cost of that model's finished rows
 in this run; else the row's prior (`replibatch.cost.expected_cost`); else unknown. A model whose
@@ -81,6 +83,12 @@ class Budget:
         return float(sum(self._in_flight.values(), Decimal(0)))
 
     @property
+    def left(self) -> float | None:
+        """USD under the cap not spent or reserved (None: no cap)."""
+        with self._lock:
+            return None if self._cap is None else float(self._cap - self._committed())
+
+    @property
     def in_flight(self) -> int:
         """How many predictions are in flight."""
         return len(self._in_flight)
@@ -98,15 +106,19 @@ class Budget:
 
     # -- decisions ----------------------------------------------------------------------------
 
-    def try_start(self, model_key: str, prior: float | None = None) -> Reservation | None:
+    def try_start(
+        self, model_key: str, prior: float | None = None, *, worst: float | None = None
+    ) -> Reservation | None:
         """Reserve budget for one prediction of `model_key`; None when it may not start now.
 
         `prior` is the row's expected cost before any row of the model finished (NaN or None:
-        unknown). After None, `worth_waiting` says whether to retry after the next finish or to
-        skip the row.
+        unknown). `worst`, when given, is what the prediction can cost at most (a server-side
+        deadline × price per second, or unit prices × the input's upper bounds): it is reserved
+        instead of the estimate, so what is in flight can never pass the cap. After None,
+        `worth_waiting` says whether to retry after the next finish or to skip the row.
         """
         with self._lock:
-            expected = self._expected(model_key, prior)
+            expected = self._amount(model_key, prior, worst)
             if self._cap is not None and not self._fits(model_key, expected, self._committed()):
                 return None
             reservation = Reservation(model_key, None if expected is None else float(expected))
@@ -115,21 +127,25 @@ class Budget:
                 self._probing.add(model_key)
             return reservation
 
-    def worth_waiting(self, model_key: str, prior: float | None = None) -> bool:
+    def worth_waiting(
+        self, model_key: str, prior: float | None = None, *, worst: float | None = None
+    ) -> bool:
         """After `try_start` refused: True when only rows in flight stand in the way (their
         finish may free room or give this model's first cost figure), False when the row can
         never start in this run (skip it as ``skipped_budget``)."""
         with self._lock:
             if self._cap is None or not self._in_flight:
                 return False
-            expected = self._expected(model_key, prior)
+            expected = self._amount(model_key, prior, worst)
             # With nothing in flight the commitment is what was spent: this is the final answer.
             return self._fits(model_key, expected, self._spent, ignore_probe=True)
 
-    def skip_reason(self, model_key: str, prior: float | None = None) -> str:
+    def skip_reason(
+        self, model_key: str, prior: float | None = None, *, worst: float | None = None
+    ) -> str:
         """One line for the ``error`` column of a row skipped by the budget."""
         with self._lock:
-            expected = self._expected(model_key, prior)
+            expected = self._amount(model_key, prior, worst)
             cap = format_usd(float(self._cap)) if self._cap is not None else "none"
             spent = f"{format_usd(float(self._spent))} spent"
             if model_key in self._unpriceable and expected is None:
@@ -142,7 +158,8 @@ class Budget:
             flight = sum(self._in_flight.values(), Decimal(0))
             return (
                 f"max_cost {cap} reached: {spent} + {format_usd(float(flight))} in flight + "
-                f"{format_usd(float(expected))} expected for this row would pass it"
+                f"{format_usd(float(expected))} {'at most' if worst is not None else 'expected'} "
+                "for this row would pass it"
             )
 
     def finish(self, reservation: Reservation, actual_cost: float) -> None:
@@ -183,6 +200,11 @@ class Budget:
 
     def _committed(self) -> Decimal:
         return self._spent + sum(self._in_flight.values(), Decimal(0))
+
+    def _amount(self, model_key: str, prior: float | None, worst: float | None) -> Decimal | None:
+        if worst is not None and not math.isnan(worst) and worst >= 0:
+            return _dec(worst)
+        return self._expected(model_key, prior)
 
     def _expected(self, model_key: str, prior: float | None) -> Decimal | None:
         finished = self._finished.get(model_key)

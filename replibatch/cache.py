@@ -53,6 +53,8 @@ from ._gc import paused as gc_paused
 from .errors import ConfigurationError
 from .filestore import FileStore, OutputFile
 from .keys import KEY_FORMAT, canonical_value
+from .markers import Owner, PendingMarker, is_held_elsewhere
+from .markers import encode as encode_marker
 
 __all__ = [
     "CACHE_DIR_ENV",
@@ -511,11 +513,11 @@ class ResultCache:
         """
         _check_key(key)
         meta = _without_secrets(meta or {})
-        value = {"prediction_id": str(prediction_id), "meta": meta, "marked_at": self._clock()}
+        value = PendingMarker(str(prediction_id), meta, self._clock()).to_json()
         model = meta.get("model")
         self._cache.set(
             _PENDING_PREFIX + key,
-            _dumps(value).encode("utf-8", "surrogatepass"),
+            encode_marker(value, _json_default),
             tag=model if isinstance(model, str) else None,
         )
 
@@ -524,32 +526,59 @@ class ResultCache:
         pending: Mapping[str, tuple[str, Mapping[str, Any]]] | None = None,
         results: Mapping[str, CacheEntry] | None = None,
         cleared: Iterable[str] = (),
-    ) -> None:
+        *,
+        owner: Owner | None = None,
+        claims: Collection[str] = (),
+        results_block: bool = True,
+    ) -> set[str]:
         """Apply many writes in one transaction (one commit for many rows: group commit).
 
-        Order within the batch: pending markers (``{key: (prediction_id, meta)}``), then
-        results (each also drops its key's marker), then `cleared` markers, so a row whose marker
-        and result land in one batch ends with its result and no marker. Raises like `put` and
-        `mark_pending`; nothing of the batch is written if one item cannot be encoded.
+        Order within the batch: pending markers (``{key: (prediction_id, meta)}``, written with
+        `owner`), then results (each also drops its key's marker), then `cleared` markers, so a
+        row whose marker and result land in one batch ends with its result and no marker.
+        Markers whose key is in `claims` are leases taken: one is not written when the key
+        already has a result (unless `results_block` is False: a refresh) or a marker of another
+        live run (`markers.is_held_elsewhere`); those keys are returned. Raises like `put` and `mark_pending`; nothing of the batch is
+        written if one item cannot be encoded.
         """
         now = self._clock()
         markers = []
         for key, (prediction_id, meta) in (pending or {}).items():
             _check_key(key)
             meta = _without_secrets(meta or {})
-            value = {"prediction_id": str(prediction_id), "meta": meta, "marked_at": now}
+            value = PendingMarker(str(prediction_id), meta, now, owner).to_json()
             model = meta.get("model")
-            markers.append((key, _dumps(value).encode(), model if isinstance(model, str) else None))
+            markers.append(
+                (key, encode_marker(value, _json_default), model if isinstance(model, str) else None)
+            )
         encoded = [(_check_key(k), self._encode(e), e.model) for k, e in (results or {}).items()]
         gone = [_check_key(k) for k in cleared]
+        refused: set[str] = set()
         with self._cache.transact(retry=True):
             for key, text, model in markers:
+                if key in claims and owner is not None and self._taken(key, owner, now, results_block):
+                    refused.add(key)
+                    continue
                 self._cache.set(_PENDING_PREFIX + key, text, tag=model)
             for key, text, model in encoded:
                 self._cache.set(key, text, tag=model)
                 self._cache.delete(_PENDING_PREFIX + key)
             for key in gone:
                 self._cache.delete(_PENDING_PREFIX + key)
+        return refused
+
+    def _taken(self, key: str, owner: Owner, now: float, results_block: bool) -> bool:
+        """Inside a transaction: does `key` have a result, or another live run's marker?"""
+        if results_block and self._cache.get(key, default=None) is not None:
+            return True
+        text = self._cache.get(_PENDING_PREFIX + key, default=None)
+        if text is None:
+            return False
+        try:
+            value = _loads(text)
+        except (ValueError, TypeError):
+            return False
+        return isinstance(value, dict) and is_held_elsewhere(value, owner, now=now)
 
     def pending_many(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Pending markers for those `keys` that have one: ``{key: {"prediction_id", "meta",

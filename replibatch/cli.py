@@ -386,6 +386,10 @@ def build_parser() -> argparse.ArgumentParser:
     clear.add_argument("--older-than", metavar="AGE",
                        help="only results stored longer ago than AGE: 7d, 12h, 30m or seconds")
 
+    from .spend_cli import add_spend_parser
+
+    add_spend_parser(commands)
+
     # The simulator keeps its own options; they are shown here and handed to it unchanged.
     commands.add_parser(
         "sim",
@@ -417,6 +421,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "cache":
             return _cache(args, parser)
+        if args.command == "spend":
+            from .errors import ConfigurationError
+            from .spend_cli import spend_command
+
+            try:
+                return spend_command(args)
+            except ConfigurationError as exc:
+                raise CliError(str(exc)) from None
         if args.command == "sim":
             from .sim.cli import main as sim_main
 
@@ -645,8 +657,12 @@ def _execute(frame: pd.DataFrame, inputs: list[str] | None, options: dict[str, A
 def _print_summary(res: pd.DataFrame, quiet: bool, *, saved: bool) -> None:
     from .summary import format_summary, summarize
 
+    from .progress import bar_wanted
+
     summary = res.attrs.get("replibatch") or summarize(res, 0.0)
-    print(format_summary(summary), flush=True)
+    # A progress bar already printed the summary under itself (stderr): say it once.
+    if not bar_wanted(False if quiet else None):
+        print(format_summary(summary), flush=True)
     nothing_succeeded = not (res["status"] == "succeeded").any()
     if quiet and not nothing_succeeded:
         return

@@ -14,17 +14,20 @@ from a gateway) raises ``OutcomeUnknownError`` because a retry could pay for a d
 
 from __future__ import annotations
 
+import functools
 import io
 import os
-from collections.abc import Mapping
+import ssl
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Mapping
 from urllib.parse import urlsplit
 
+import certifi
 import httpx
 import replicate
 
-from .deadlines import MAX_WAIT, cancel_after_header
+from .download import Downloaded, DownloadLimits, check_output_url, stream_to_file
 from .errors import (
     AuthenticationError,
     ConfigurationError,
@@ -61,7 +64,7 @@ def resolve_token(api_token: str | None, client: replicate.Client | None) -> str
     if api_token:
         return api_token
     if client is not None and getattr(client, "_api_token", None):
-        return client._api_token
+        return client._api_token  # noqa: SLF001 - the SDK has no public accessor
     return os.environ.get("REPLICATE_API_TOKEN") or None
 
 
@@ -72,6 +75,19 @@ def _problem_detail(body: Any, text: str) -> str:
                 return " ".join(str(body[key]).split())
     snippet = " ".join(text.split())[:200]
     return snippet or "no detail"
+
+
+@functools.lru_cache(maxsize=1)
+def _tls() -> ssl.SSLContext:
+    """One TLS context per process: loading the CA bundle takes ~0.3 s, too long to pay on the
+    first download of every run (outputs expire; the run may be racing that)."""
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+def cancel_after_header(seconds: float) -> str:
+    """A ``Cancel-After`` value in the spec's duration form: ``90s``, ``1.5s`` (ms precision)."""
+    text = f"{max(0.0, seconds):.3f}".rstrip("0").rstrip(".")
+    return f"{text or '0'}s"
 
 
 class Edge:
@@ -116,10 +132,11 @@ class Edge:
         )
         # The SDK's transport retries GETs on 429/503/504 by itself, up to 10 times over ~50 s,
         # unpaced by our limiters; the runner retries instead, so let each request go once.
-        sdk_transport = getattr(self._sdk._async_client, "_transport", None)
+        sdk_transport = getattr(self._sdk._async_client, "_transport", None)  # noqa: SLF001
         if hasattr(sdk_transport, "max_attempts"):
             sdk_transport.max_attempts = 1
         self._downloads: httpx.AsyncClient | None = None
+        self._download_client()  # built now, not while an expiring output waits for it
 
     def __repr__(self) -> str:
         return f"Edge(base_url={self._base_url or 'https://api.replicate.com'!r})"
@@ -143,7 +160,7 @@ class Edge:
             )
 
     async def aclose(self) -> None:
-        http = self._sdk._async_client
+        http = self._sdk._async_client  # noqa: SLF001
         await http.aclose()
         if self._downloads is not None:
             await self._downloads.aclose()
@@ -165,7 +182,7 @@ class Edge:
         may have been sent raise OutcomeUnknownError instead of TransientError.
         """
         self.require_token()
-        http = self._sdk._async_client
+        http = self._sdk._async_client  # noqa: SLF001
         extra: dict[str, Any] = {}
         if timeout is not None:
             extra["timeout"] = httpx.Timeout(timeout, connect=10.0, pool=None)
@@ -227,11 +244,11 @@ class Edge:
     ) -> ApiReply:
         """Create a prediction. ``target`` is ("version", id), ("model", "o/n") or ("deployment", "o/n").
 
-        With ``wait`` (a whole number 1..60) the server holds the reply until the prediction
-        finishes or the time passes (``Prefer: wait=N``). With ``cancel_after`` (seconds) the
-        server cancels the prediction that long after creating it (``Cancel-After``, sent as
-        ``deadlines.cancel_after_header`` formats it: whole seconds, at least 5).
-        Raises ValueError for a wait outside 1..60 (a programming error).
+        With ``wait`` (1..60) the server holds the reply until the prediction finishes or the
+        time passes (``Prefer: wait=N``). With ``cancel_after`` (seconds) Replicate itself
+        cancels the prediction that long after its creation (``Cancel-After``, the spec's
+        ``parameters_cancel_after_header``: a duration such as ``90s``; its minimum is 5 s),
+        so it stops billing even if this process dies.
         """
         kind, ident = target
         if kind == "version":
@@ -244,7 +261,7 @@ class Edge:
             raise ValueError(f"unknown target kind {kind!r}")
         headers: dict[str, str] = {}
         if wait:
-            if not 1 <= wait <= MAX_WAIT or int(wait) != wait:
+            if not 1 <= wait <= 60 or int(wait) != wait:
                 raise ValueError(f"wait must be a whole number of seconds in 1..60, got {wait!r}")
             headers["Prefer"] = f"wait={int(wait)}"
         if cancel_after is not None:
@@ -296,23 +313,30 @@ class Edge:
             raise TransientError(f"file upload failed: {type(exc).__name__}") from None
         return created.urls["get"]
 
-    async def download(self, url: str) -> bytes:
-        """Fetch an output file. The API token is sent only to the API's own host."""
-        same_host = urlsplit(url).netloc == urlsplit(str(self._sdk._async_client.base_url)).netloc
-        if same_host:
-            http = self._sdk._async_client
-        else:
-            if self._downloads is None:
-                extra = {"transport": self._user_transport} if self._user_transport else {}
-                self._downloads = httpx.AsyncClient(
-                    timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True, **extra
-                )
-            http = self._downloads
-        try:
-            response = await http.get(url)
-        except httpx.TransportError as exc:
-            raise TransientError(f"download failed: {type(exc).__name__}") from None
-        if response.status_code >= 400:
-            kind = TransientError if response.status_code >= 500 else ReplicateAPIError
-            raise kind(f"download of {url} failed", status=response.status_code)
-        return response.content
+    @property
+    def api_base_url(self) -> str:
+        return str(self._sdk._async_client.base_url)
+
+    def _download_client(self) -> httpx.AsyncClient:
+        if self._downloads is None:
+            extra: dict[str, Any] = (
+                {"transport": self._user_transport} if self._user_transport else {"verify": _tls()}
+            )
+            # No auth: the token is never sent with a file (see replibatch.download). The read
+            # timeout guards a stalled connection; the total deadline is stream_to_file's.
+            self._downloads = httpx.AsyncClient(
+                timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True, **extra
+            )
+        return self._downloads
+
+    async def download(
+        self, url: str, directory: Path, limits: DownloadLimits | None = None
+    ) -> Downloaded:
+        """Fetch an output file into a temporary file in `directory` (see `replibatch.download`).
+
+        Never sends the API token; refuses URLs that point at the API. Raises DownloadError for
+        a refused URL, a file over the byte cap, a download past its deadline or a 4xx, and
+        TransientError for a 5xx or a dropped connection.
+        """
+        check_output_url(url, self.api_base_url)
+        return await stream_to_file(self._download_client(), url, directory, limits or DownloadLimits())

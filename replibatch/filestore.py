@@ -220,6 +220,21 @@ class FileStore:
             _write_atomically(target, data)
         return OutputFile(target, url)
 
+    def put_downloaded(self, downloaded: Any, *, url: str | None = None) -> OutputFile:
+        """Move a file streamed to disk (`replibatch.download.Downloaded`) into the store.
+
+        Raises OSError when it cannot be moved."""
+        ext = choose_extension(downloaded.head, url, downloaded.content_type)
+        target = self.path_for(downloaded.sha256, ext)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            with contextlib.suppress(OSError):
+                os.utime(target)
+                os.unlink(downloaded.path)
+        else:
+            os.replace(downloaded.path, target)
+        return OutputFile(target, url)
+
     def relative(self, file: str | os.PathLike[str]) -> str:
         """The reference stored in cache entries: the path relative to `base`, ``/``-separated.
 
@@ -271,13 +286,17 @@ class FileStore:
             return []
         return [p for p in self.root.glob("??/*") if not p.name.startswith(".tmp-")]
 
-    async def localize_output(self, output: Any, fetch: Fetch) -> Any:
+    async def localize_output(
+        self, output: Any, fetch: Fetch, *, max_bytes: int | None = None
+    ) -> Any:
         """Return `output` with every http(s) URL and ``data:`` URI replaced by an `OutputFile`.
 
         Walks strings, lists, tuples and dicts (other values are returned as they are). Distinct
-        URLs are fetched concurrently with `fetch`, once each. Raises whatever `fetch` raises (the
-        first failure, after the other fetches of this output finished), and ValueError for a
-        malformed ``data:`` URI.
+        URLs are fetched concurrently with `fetch`, once each; `fetch` may also return a
+        `replibatch.download.Downloaded` (a file already streamed to disk), which is moved into
+        the store. Raises whatever `fetch` raises (the first failure, after the other fetches of
+        this output finished), and ValueError for a malformed ``data:`` URI or one whose payload
+        is larger than `max_bytes`.
         """
         found: list[str] = []
         _collect_files(output, found)
@@ -289,11 +308,24 @@ class FileStore:
         async def localize_one(text: str) -> None:
             try:
                 if text.startswith("data:"):
-                    data, content_type = decode_data_uri(text)
+                    # base64 holds 3 bytes per 4 characters: a far longer text is refused
+                    # before it is decoded into a second copy.
+                    too_long = max_bytes is not None and len(text) > max_bytes * 4 // 3 + 1024
+                    data, content_type = (b"", None) if too_long else decode_data_uri(text)
+                    if too_long or (max_bytes is not None and len(data) > max_bytes):
+                        raise ValueError(
+                            f"a data: output is larger than max_file_bytes={max_bytes}; not kept"
+                        )
                     files[text] = await self._store(data, None, content_type)
                 else:
-                    data, content_type = _split_fetch_result(await fetch(text))
-                    files[text] = await self._store(data, text, content_type)
+                    result = await fetch(text)
+                    if hasattr(result, "sha256") and hasattr(result, "path"):
+                        files[text] = await anyio.to_thread.run_sync(
+                            lambda: self.put_downloaded(result, url=text)
+                        )
+                    else:
+                        data, content_type = _split_fetch_result(result)
+                        files[text] = await self._store(data, text, content_type)
             except Exception as exc:  # collected so the caller gets it, not an ExceptionGroup
                 errors.append(exc)
 

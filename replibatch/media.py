@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .filetypes import TYPE_BY_SUFFIX, sniff
+from .theme import PALETTE_CSS
 
 __all__ = ["CSS", "MediaRenderer", "is_missing", "is_url", "local_path", "media_type"]
 
@@ -24,36 +25,61 @@ __all__ = ["CSS", "MediaRenderer", "is_missing", "is_url", "local_path", "media_
 _RESIZABLE = {"image/png", "image/jpeg", "image/webp", "image/bmp", "image/gif"}
 _SMALL_IMAGE_BYTES = 200_000
 
-CSS = """
-.rb-root { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; font-size: 13px; color: #1f2328; }
-.rb-root table.rb-table { border-collapse: collapse; table-layout: auto; }
-.rb-root .rb-table th, .rb-root .rb-table td { border: 1px solid #d0d7de; padding: 6px 8px;
-  vertical-align: top; text-align: left; }
-.rb-root .rb-table thead th { background: #f6f8fa; position: sticky; top: 0; z-index: 1;
-  overflow-wrap: break-word; max-width: 420px; }
-.rb-root .rb-table tbody th { background: #fbfcfd; font-weight: 500; max-width: 260px; }
+CSS = PALETTE_CSS + """
+.rb-root { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; font-size: 13px;
+  line-height: 1.4; }
+.rb-root table.rb-table { border-collapse: separate; border-spacing: 0; table-layout: auto;
+  color: inherit; background: var(--rb-bg); }
+.rb-root .rb-table th, .rb-root .rb-table td { border: 0 solid var(--rb-border);
+  border-width: 0 1px 1px 0; padding: 6px 8px; vertical-align: top; text-align: left;
+  color: inherit; background: var(--rb-bg); }
+.rb-root .rb-table tr > :first-child { border-left-width: 1px; }
+.rb-root .rb-table tr:first-child > * { border-top-width: 1px; }
+.rb-root .rb-table thead th { background: var(--rb-head-bg); overflow-wrap: break-word;
+  max-width: 420px; font-weight: 600; }
+.rb-root .rb-table tbody th { background: var(--rb-index-bg); font-weight: 500; min-width: 140px;
+  max-width: 260px; }
 .rb-root .rb-table td { min-width: 180px; max-width: 420px; }
-.rb-root .rb-item + .rb-item { border-top: 1px dashed #d0d7de; margin-top: 6px; padding-top: 6px; }
-.rb-root .rb-text { white-space: pre-wrap; overflow-wrap: anywhere; margin: 0;
-  font-family: inherit; line-height: 1.4; }
+.rb-root .rb-table tfoot th, .rb-root .rb-table tfoot td { background: var(--rb-head-bg);
+  font-size: 12px; font-weight: 400; }
+.rb-root .rb-item + .rb-item { border-top: 1px dashed var(--rb-border); margin-top: 6px; padding-top: 6px; }
+.rb-root .rb-text { white-space: pre-wrap; overflow-wrap: anywhere; margin: 0; color: inherit;
+  background: transparent; font-family: inherit; line-height: 1.4; }
 .rb-root pre.rb-text { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 12px; }
-.rb-root details.rb-more > summary { cursor: pointer; color: #0969da; font-size: 12px; }
+.rb-root details.rb-more > summary { cursor: pointer; color: var(--rb-link); font-size: 12px; }
 .rb-root img.rb-media { max-width: 100%; height: auto; display: block; border-radius: 3px; }
 .rb-root video.rb-media { max-width: 100%; display: block; }
 .rb-root audio.rb-media { width: 100%; min-width: 160px; }
 .rb-root .rb-gallery { display: flex; flex-wrap: wrap; gap: 4px; align-items: flex-start; }
 .rb-root .rb-gallery > * { flex: 0 1 auto; min-width: 0; max-width: 100%; }
+.rb-root .rb-grid { display: grid; grid-template-columns: repeat(2, max-content); gap: 4px;
+  justify-items: start; align-items: start; }
+.rb-root .rb-grid.rb-grid-3 { grid-template-columns: repeat(3, max-content); }
+.rb-root .rb-grid img.rb-media { max-width: 100%; max-height: 128px; width: auto; cursor: zoom-in; }
+.rb-root .rb-grid img.rb-media:focus { position: fixed; inset: 0; margin: auto; width: auto;
+  height: auto; max-width: 92vw; max-height: 92vh; object-fit: contain;
+  z-index: 1000; cursor: zoom-out; outline: 4px solid var(--rb-border);
+  box-shadow: 0 0 0 100vmax rgba(0, 0, 0, 0.6); background: var(--rb-bg); }
 .rb-root .rb-badges { margin-top: 4px; display: flex; flex-wrap: wrap; gap: 3px; }
-.rb-root .rb-badge { font-size: 11px; padding: 1px 6px; border-radius: 9px; background: #eaeef2;
-  color: #424a53; white-space: nowrap; }
-.rb-root .rb-badge.rb-bad { background: #ffebe9; color: #a40e26; }
-.rb-root .rb-badge.rb-cached { background: #ddf4ff; color: #0550ae; }
-.rb-root .rb-badge.rb-param { background: #fff8c5; color: #6f4e00; }
+.rb-root .rb-badge { font-size: 11px; padding: 1px 6px; border-radius: 9px; color: inherit;
+  background: var(--rb-badge-bg); white-space: nowrap; }
+.rb-root .rb-badge.rb-bad { background: var(--rb-bad-bg); }
+.rb-root .rb-badge.rb-cached { background: var(--rb-cached-bg); }
+.rb-root .rb-badge.rb-param { background: var(--rb-warn-bg); }
+.rb-root .rb-badge.rb-same { background: var(--rb-same-bg); }
 .rb-root .rb-output > .rb-text { max-width: 100ch; }
 .rb-root .rb-output img.rb-media { max-height: 75vh; width: auto; }
-.rb-root .rb-error { color: #a40e26; font-size: 12px; overflow-wrap: anywhere; }
-.rb-root .rb-none, .rb-root .rb-missing { color: #6e7781; font-style: italic; }
-.rb-root a { color: #0969da; overflow-wrap: anywhere; }
+.rb-root .rb-error { color: var(--rb-danger); font-size: 12px; overflow-wrap: anywhere; }
+.rb-root .rb-none, .rb-root .rb-missing { color: var(--rb-muted); font-style: italic; }
+.rb-root .rb-muted { color: var(--rb-muted); }
+.rb-root a { color: var(--rb-link); overflow-wrap: anywhere; }
+.rb-root .rb-scroll-box { overflow: auto; max-width: 100%; border-radius: 4px; }
+.rb-root .rb-scroll-box thead th { position: sticky; top: 0; z-index: 2; }
+.rb-root .rb-scroll-box tbody th:first-child { position: sticky; left: 0; z-index: 1; }
+.rb-root .rb-scroll-box thead th:first-child { left: 0; z-index: 3; }
+.rb-root .rb-scroll-box tfoot th, .rb-root .rb-scroll-box tfoot td { position: sticky; bottom: 0; z-index: 2; }
+.rb-root .rb-scroll-box tfoot th:first-child { left: 0; z-index: 3; }
+.rb-root .rb-caption { color: var(--rb-muted); font-size: 12px; margin: 0 0 4px; }
 """
 
 
@@ -140,7 +166,8 @@ class MediaRenderer:
     `max_text`: characters shown before the rest folds into a ``<details>`` (None: no folding).
     `max_px`: longest side of embedded images; bigger or heavy images are re-encoded with Pillow
     (None: embed the original bytes, i.e. full size). `max_embed_bytes`: files larger than this
-    are not embedded; their name and size are shown instead.
+    are not embedded; their name and size are shown instead. `grid`: several files in one value
+    show as a grid of square thumbnails, each enlarged on click, instead of side by side.
     """
 
     def __init__(
@@ -149,7 +176,9 @@ class MediaRenderer:
         max_text: int | None = 600,
         max_px: int | None = 384,
         max_embed_bytes: int = 25_000_000,
+        grid: bool = False,
     ) -> None:
+        self.grid = grid
         self.max_text = max_text
         self.max_px = max_px
         self.max_embed_bytes = max_embed_bytes
@@ -172,6 +201,14 @@ class MediaRenderer:
             local_path(item) is not None or is_url(item) or _looks_like_media_path(item)
             for item in value
         ):
+            if self.grid and len(value) > 1:
+                # Thumbnails in a grid; each takes focus on click and then shows enlarged (CSS only,
+                # no script: notebook front ends and mail readers drop scripts).
+                items = "".join(self.render(v).replace("<img ", '<img tabindex="0" ', 1) for v in value)
+                # Two thumbnails a row up to four (a 2×2 block), then three: the grid claims its
+                # width from the thumbnails, so a table cell cannot squeeze it into one column.
+                wide = " rb-grid-3" if len(value) > 4 else ""
+                return f'<div class="rb-grid{wide}">{items}</div>'
             return '<div class="rb-gallery">' + "".join(self.render(v) for v in value) + "</div>"
         if isinstance(value, (bytes, bytearray)):
             return f'<span class="rb-none">{len(value)} bytes</span>'

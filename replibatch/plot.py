@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ConfigurationError
+from .plotscale import padded_limits, palette, submit_rates, wants_log
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -236,17 +237,20 @@ def latency(
     x: str = "model",
     y: str = "latency_s",
     hue: str | None = None,
+    logy: bool | None = None,
     ax: Axes | None = None,
 ) -> Axes:
     """A box per `x` value (split by `hue`), with every row drawn as a point over it.
 
-    Raises ConfigurationError when a column is missing.
+    Colours follow `hue`, or `x` without one, with the frame's one mapping (`plotscale.palette`):
+    a model has the same colour in every plot of the frame. `logy`: a log y axis (default: when
+    the values span more than two decades). Raises ConfigurationError when a column is missing.
     """
     groups = latency_groups(data, x=x, y=y, hue=hue)
     categories = list(dict.fromkeys(c for c, _ in groups))
     levels = list(dict.fromkeys(h for _, h in groups))
     ax = _axes(ax, (max(5.0, min(16.0, 1.6 * len(categories) + 0.6 * len(categories) * max(0, len(levels) - 1) + 1.5)), 4.5))
-    colours = _colours(len(levels))
+    by_value = palette(data, hue if hue is not None else x)
     width = 0.8 / len(levels) if levels else 0.8
     rng = np.random.default_rng(0)  # fixed jitter: the same frame always draws the same plot
     for j, level in enumerate(levels):
@@ -265,19 +269,26 @@ def latency(
             showfliers=False,  # every point is drawn below, so fliers would be drawn twice
             medianprops={"color": "black"},
         )
-        for box in boxes["boxes"]:
-            box.set_facecolor((*colours[j][:3], 0.35))
-            box.set_edgecolor(colours[j])
+        keys = [level if hue is not None else c for c in categories if (c, level) in groups]
+        for box, key in zip(boxes["boxes"], keys):
+            colour = by_value.get(key, (0.3, 0.3, 0.3, 1.0))
+            box.set_facecolor((*colour[:3], 0.35))
+            box.set_edgecolor(colour)
         if hue is not None:
             boxes["boxes"][0].set_label(short_label(level, 40))
-        for position, sample in zip(positions, samples):
+        for position, sample, key in zip(positions, samples, keys):
             jitter = rng.uniform(-width * 0.2, width * 0.2, size=len(sample))
-            ax.scatter(position + jitter, sample, s=12, color=colours[j], alpha=0.7, zorder=3)
+            colour = by_value.get(key, (0.3, 0.3, 0.3, 1.0))
+            ax.scatter(position + jitter, sample, s=12, color=colour, alpha=0.7, zorder=3)
     _category_ticks(ax, categories)
     ax.set_xlim(-0.6, len(categories) - 0.4)
     ax.set_xlabel(x)
     ax.set_ylabel(axis_label(y))
-    ax.set_ylim(bottom=0)
+    every = np.concatenate(list(groups.values())) if groups else np.array([])
+    log = wants_log(every, logy)
+    if log:
+        ax.set_yscale("log")
+    ax.set_ylim(*padded_limits(every, log=log))
     ax.grid(axis="y", alpha=0.3)
     if hue is not None:
         ax.legend(title=hue, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
@@ -338,6 +349,15 @@ def _usd_formatter() -> Any:
     return USDFormatter()
 
 
+def _log_usd_formatter() -> Any:
+    """Dollar labels for a log axis's decades (``$0.00001``, ``$0.001``), not ``10^-5``."""
+    from matplotlib.ticker import FuncFormatter
+
+    from .summary import format_usd
+
+    return FuncFormatter(lambda value, _pos: format_usd(value))
+
+
 def _tick_decimals(locs: Any) -> int | None:
     """The fewest decimals (0 when every tick is whole dollars, else at least 2) that write
     every tick exactly; None when there are no finite ticks."""
@@ -359,9 +379,14 @@ def cost(
     x: str = "model",
     y: str = "cost_usd",
     stat: str = "mean",
+    logy: bool | None = None,
     ax: Axes | None = None,
 ) -> Axes:
     """Bars of the mean cost per prediction (± one standard deviation) or, `stat="total"`, the sum.
+
+    Bars take the frame's colour of their `x` value (the same in every plot of the frame).
+    `logy`: a log y axis (default: when the bars span more than two decades, so a cheap model
+    is not flattened onto $0).
 
     Rows with unknown cost are left out and counted in the title. Raises ConfigurationError for
     a missing column or a `stat` other than "mean" or "total".
@@ -373,11 +398,14 @@ def cost(
     ax = _axes(ax, (max(5.0, min(16.0, 1.6 * len(shown) + 1.5)), 4.5))
     heights = shown[stat].to_numpy(dtype=float)
     errors = shown["sd"].to_numpy(dtype=float) if stat == "mean" else None
-    colours = _colours(len(shown))
+    by_value = palette(data, x)
+    colours = [by_value.get(value, (0.3, 0.3, 0.3, 1.0)) for value in shown[x]]
+    log = wants_log(heights, logy)
     ax.bar(
         np.arange(len(shown)),
         heights,
-        yerr=None if errors is None else np.nan_to_num(errors),
+        # On a log axis the lower whisker would run below zero; show the spread linearly only.
+        yerr=None if errors is None or log else np.nan_to_num(errors),
         capsize=4,
         color=[(*c[:3], 0.8) for c in colours],
         edgecolor=colours,
@@ -390,13 +418,19 @@ def cost(
     _category_ticks(ax, shown[x].tolist())
     ax.set_xlabel(x)
     ax.set_ylabel("mean cost per prediction (USD)" if stat == "mean" else "total cost (USD)")
-    ax.yaxis.set_major_formatter(_usd_formatter())
-    ax.margins(y=0.15)
+    if log:
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(_log_usd_formatter())
+        low, high = padded_limits(heights, log=True)
+        ax.set_ylim(low, high * 3)  # room above the bars for their labels
+    else:
+        ax.yaxis.set_major_formatter(_usd_formatter())
+        ax.margins(y=0.15)
     ax.grid(axis="y", alpha=0.3)
     unknown = int(summary["n_unknown"].sum())
     what = "Mean cost per prediction" if stat == "mean" else "Total cost"
     # On a second line: beside a long column name it would run past the axes.
-    extra = "\n(error bars: ± 1 sd)" if stat == "mean" and np.isfinite(errors).any() else ""
+    extra = "\n(error bars: ± 1 sd)" if stat == "mean" and not log and np.isfinite(errors).any() else ""
     ax.set_title(f"{what} by {x}{extra}{_note(unknown, 'with unknown cost')}")
     return ax
 
@@ -407,18 +441,27 @@ def cost_vs_latency(
     x: str = "latency_s",
     y: str = "cost_usd",
     hue: str | None = "model",
+    logy: bool | None = None,
     ax: Axes | None = None,
 ) -> Axes:
-    """One point per row, coloured by `hue`. Rows missing either value are left out and counted.
+    """One point per row, coloured by `hue` (the frame's one value→colour mapping). Rows missing
+    either value are left out and counted. The limits hold every point with its marker. `logy`:
+    a log y axis (default: when costs span more than two decades; rows with a zero value cannot
+    be drawn on it and are counted as left out).
 
     Raises ConfigurationError when a column is missing.
     """
     _require(data, x, y, hue)
     xs, ys = _numeric(data[x]), _numeric(data[y])
     keep = np.isfinite(xs) & np.isfinite(ys)
+    log = wants_log(ys[keep], logy)
+    if log:
+        keep &= ys > 0
     ax = _axes(ax, (7.0, 5.0))
     levels = _order(data.loc[keep, hue]) if hue is not None else [None]
-    for level, colour in zip(levels, _colours(len(levels))):
+    by_value = palette(data, hue)
+    for level in levels:
+        colour = by_value.get(level, _colours(1)[0])
         mask = keep & (data[hue] == level) if hue is not None else keep
         ax.scatter(
             xs[mask],
@@ -432,10 +475,15 @@ def cost_vs_latency(
         )
     ax.set_xlabel(axis_label(x))
     ax.set_ylabel(axis_label(y))
-    if y == "cost_usd":
+    if log:
+        ax.set_yscale("log")
+        if y == "cost_usd":
+            ax.yaxis.set_major_formatter(_log_usd_formatter())
+    elif y == "cost_usd":
         ax.yaxis.set_major_formatter(_usd_formatter())
-    ax.set_xlim(left=0)
-    ax.set_ylim(bottom=0)
+    # Limits from the data with room for the markers: never a floor set after the margins.
+    ax.set_xlim(*padded_limits(xs[keep]))
+    ax.set_ylim(*padded_limits(ys[keep], log=log))
     ax.grid(alpha=0.3)
     if hue is not None and levels:
         _outside_legend(ax, hue)
@@ -568,13 +616,18 @@ def peak_in_flight(spans: pd.DataFrame) -> int:
     return peak
 
 
-def timeline(data: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
+def timeline(
+    data: pd.DataFrame, *, ax: Axes | None = None, rate_limit: float | None = None
+) -> Axes:
     """One horizontal bar per prediction, ordered by submit time: queue, predict and the client's
     remaining wall time in different colours; rows that did not succeed are marked.
 
     The bars' left edges show the submit rate (the rate limit), their overlap the concurrency;
-    the title gives the peak in flight and the submit rate. Cached and never-submitted rows are
-    left out and counted. Raises ConfigurationError without ``submitted_at``/``completed_at``.
+    the title gives the peak in flight, the sustained submit rate the run achieved (over its later
+    half, so a first burst is not extrapolated) and the account's create limit: `rate_limit`, else
+    the ``create_rate_per_minute`` of the run summary in ``data.attrs["replibatch"]``. Cached and
+    never-submitted rows are left out and counted. Raises ConfigurationError without
+    ``submitted_at``/``completed_at``.
     """
     spans = timeline_spans(data)
     n = len(spans)
@@ -610,9 +663,16 @@ def timeline(data: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
         ax.legend([handles[i] for i in order], [labels[i] for i in order],
                   loc="upper right", fontsize="small")
     dropped = len(data) - n
-    rate = ""
-    if n > 1 and spans["start"].iloc[-1] > 0:
-        rate = f", {60 * (n - 1) / spans['start'].iloc[-1]:.0f} submits/min"
+    rates = submit_rates(spans["start"])
+    if rate_limit is None:
+        summary = data.attrs.get("replibatch") if isinstance(data.attrs, dict) else None
+        rate_limit = summary.get("create_rate_per_minute") if isinstance(summary, dict) else None
+    parts = []
+    if rates is not None:
+        parts.append(f"submitted {rates.sustained_per_minute:.0f}/min sustained")
+    if rate_limit is not None and np.isfinite(float(rate_limit)):
+        parts.append(f"account limit {float(rate_limit):.0f}/min")
+    rate = ("\n" + ", ".join(parts)) if parts else ""
     ax.set_title(f"Run timeline: {n} predictions, peak {peak_in_flight(spans)} in flight{rate}"
                  f"{_note(dropped, 'cached or not submitted')}")
     return ax

@@ -32,6 +32,7 @@ from .frame import ADDED_COLUMNS, MODEL_COLUMN, SAMPLE_COLUMN, TIMELINE_COLUMNS
 from .media import CSS as MEDIA_CSS
 from .media import MediaRenderer, is_missing
 from .summary import format_summary, format_usd, summarize
+from .theme import PAGE_CSS
 
 __all__ = ["atomic_write", "build_report", "parameter_columns", "write_report"]
 
@@ -42,32 +43,29 @@ _MAX_PARAMETER_VALUES = 12
 _MAX_COMPARISON_COLUMNS = 8
 _VARIANT = "__rb_variant"  # the comparison's column label; compare() never shows its name
 
-_PAGE_CSS = """
-body { margin: 24px; font-family: system-ui, -apple-system, "Segoe UI", sans-serif; color: #1f2328;
-  font-size: 14px; }
+_PAGE_CSS = PAGE_CSS + """
+body { margin: 24px; font-family: system-ui, -apple-system, "Segoe UI", sans-serif; font-size: 14px; }
 h1 { font-size: 22px; margin: 0 0 4px; }
-h2 { font-size: 17px; margin: 28px 0 10px; border-bottom: 1px solid #d0d7de; padding-bottom: 4px; }
-.rb-meta { color: #57606a; margin: 0 0 12px; }
-.rb-summary { font-size: 15px; background: #f6f8fa; border: 1px solid #d0d7de; border-radius: 6px;
-  padding: 10px 14px; display: inline-block; }
+h2 { font-size: 17px; margin: 28px 0 10px; border-bottom: 1px solid var(--rb-border); padding-bottom: 4px; }
+.rb-meta { color: var(--rb-muted); margin: 0 0 12px; }
+.rb-summary { font-size: 15px; background: var(--rb-head-bg); border: 1px solid var(--rb-border);
+  border-radius: 6px; padding: 10px 14px; display: inline-block; }
 table.rb-stats { border-collapse: collapse; font-size: 13px; }
-table.rb-stats th, table.rb-stats td { border: 1px solid #d0d7de; padding: 5px 10px; text-align: right; }
+table.rb-stats th, table.rb-stats td { border: 1px solid var(--rb-border); padding: 5px 10px; text-align: right; }
 table.rb-stats th:first-child, table.rb-stats td:first-child { text-align: left; }
-table.rb-stats thead th { background: #f6f8fa; }
+table.rb-stats thead th { background: var(--rb-head-bg); }
 .rb-plots { display: flex; flex-wrap: wrap; gap: 16px; align-items: flex-start; }
-.rb-plots figure { box-sizing: border-box; margin: 0; border: 1px solid #d0d7de; border-radius: 6px; padding: 6px;
-  background: #fff; }
+.rb-plots figure { box-sizing: border-box; margin: 0; border: 1px solid var(--rb-border);
+  border-radius: 6px; padding: 6px; background: #fff; }
 .rb-plots img { display: block; max-width: 640px; height: auto; }
 .rb-plots figure.rb-wide { flex-basis: 100%; }
 .rb-plots figure.rb-wide img { max-width: min(100%, 1300px); }
 .rb-cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(300px, 1fr)); gap: 12px; }
-.rb-card { border: 1px solid #d0d7de; border-radius: 6px; padding: 8px; background: #fff;
+.rb-card { border: 1px solid var(--rb-border); border-radius: 6px; padding: 8px; background: var(--rb-bg);
   overflow: hidden; }
 .rb-card-title { font-weight: 600; margin-bottom: 6px; overflow-wrap: anywhere; }
-.rb-note { color: #57606a; font-size: 13px; }
-.rb-errors td { text-align: left !important; }
-.rb-scroll { overflow-x: auto; max-width: 100%; }
-.rb-scroll .rb-root .rb-table tbody th { min-width: 160px; }
+.rb-note { color: var(--rb-muted); font-size: 13px; }
+.rb-errors th, .rb-errors td { text-align: left !important; }
 """
 
 
@@ -132,8 +130,9 @@ def build_report(
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{html.escape(title)}</title><style>{_PAGE_CSS}</style></head>"
-        f"<body>{''.join(s for s in sections if s)}</body></html>\n"
+        f"<title>{html.escape(title)}</title><style>{MEDIA_CSS}{_PAGE_CSS}</style></head>"
+        # The whole page is one .rb-root so its headings and tables share the views' palette.
+        f'<body><div class="rb-root rb-page">{"".join(s for s in sections if s)}</div></body></html>\n'
     )
 
 
@@ -316,8 +315,8 @@ def _comparison_section(
             )
             for _, row in shown[axes].iterrows()
         ]
-        table = compare(shown, index=index, columns=_VARIANT, values="output")._repr_html_()
-        body = f'<div class="rb-scroll">{table}</div>'
+        # The comparison scrolls in its own box, so its header row and prompt column stay in view.
+        body = compare(shown, index=index, columns=_VARIANT, values="output")._repr_html_()
     else:
         # Nothing to compare side by side: a grid of cards reads better than one tall column.
         body = _cards(shown, index)

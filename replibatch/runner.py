@@ -17,6 +17,7 @@ search runs on interrupt, so a create whose reply had not arrived yet is still c
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import math
 import sys
@@ -24,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 if sys.version_info < (3, 11):  # pragma: no cover
@@ -35,39 +36,57 @@ import numpy as np
 import pandas as pd
 
 from . import frame as frames
+from . import reserve
 from ._gc import paused as gc_paused
 from .budget import Budget
 from .cache import CacheEntry, ResultCache, open_cache
 from .cost import PriceTable, cost_of, expected_cost
-from .deadlines import prefer_wait
+from .dedupe import group_identical, shared_row
+from .download import (
+    DEFAULT_DOWNLOAD_TIMEOUT,
+    DEFAULT_MAX_FILE_BYTES,
+    Downloaded,
+    DownloadError,
+    DownloadLimits,
+)
 from .edge import Edge
 from .errors import (
     AuthenticationError,
     ConfigurationError,
+    NotFoundError,
     OutcomeUnknownError,
     RateLimitedError,
     ReplicateAPIError,
     TransientError,
 )
 from .inputs import SMALL_FILE_BYTES, FileInput, content_hash, data_uri, map_files
-from .keys import cache_key, canonical_json
+from .interrupt import StopReport, stop_everything
+from .keys import cache_key
 from .limiter import DEFAULT_READ_RATE, AdaptiveRateLimiter, TokenBucket, poll_interval
 from .poller import Poller
 from .shared_limits import SharedSchedule
+from .markers import HEARTBEAT_S, Owner, is_held_elsewhere, run_ended, run_started
+from .outcome import apply_final_status
+from .reconcile import Attempt, Reconciler, parse_time
 from .refs import ModelRef, parse_model_ref
-from .summary import format_summary, summarize
+from .progress import open_progress
+from .reserve import Hold, Seen, plan_hold, work_size
+from .runsummary import RunSummary
+from .summary import summarize
 
 __all__ = ["DEFAULT_CONCURRENCY", "arun", "run"]
 
 DEFAULT_CONCURRENCY = 128
-MAX_WAIT = 60  # Prefer: wait=N accepts 1..60 (tests set 0: no Prefer, every row polls)
+MAX_WAIT = 60  # Prefer: wait=N accepts 1..60
 _TERMINAL = {"succeeded", "failed", "canceled", "aborted"}
 _THROTTLE_RETRIES = 60  # a 429 creates nothing, so it may be retried far more than a failure
-_CLEANUP_SECONDS = 20.0
+# Cleanup on interrupt (one sweep for unanswered creates, then every cancel at once) is bounded
+# by this. `run` hands control back after `_RETURN_AFTER_INTERRUPT` seconds whatever the number
+# in flight; cancels still going continue in its worker thread (a script's exit waits for them).
+_CLEANUP_SECONDS = 30.0
+_RETURN_AFTER_INTERRUPT = 4.0
+LEASE_POLL_S = 0.5  # how often a row waiting on another run's lease looks at the cache
 _UNSTORED = (*frames.TIMELINE_COLUMNS, "cached")
-# Searching for a create's prediction starts this long before it was sent: our clock and the
-# server's may disagree. Identical inputs found from earlier runs are still correct results.
-_CLOCK_SKEW = timedelta(seconds=30)
 
 
 @dataclass(frozen=True)
@@ -81,21 +100,17 @@ class Target:
 
 
 @dataclass
-class _Attempt:
-    """A create that was sent and whose reply has not been read yet."""
-
-    target: Target
-    input: dict
-    sent_after: datetime
-
-
-@dataclass
 class _RunState:
-    in_flight: set[str] = field(default_factory=set)  # predictions started and not seen finish
-    attempts: dict[int, _Attempt] = field(default_factory=dict)  # job position -> attempt
+    # Predictions started and not seen finish -> the cache key whose marker names them.
+    in_flight: dict[str, str | None] = field(default_factory=dict)
+    attempts: dict[int, Attempt] = field(default_factory=dict)  # job position -> unanswered create
+    attempt_keys: dict[int, str | None] = field(default_factory=dict)
+    # Keys whose marker was written but whose create has not been sent (waiting for its place).
+    unsent: set[str] = field(default_factory=set)
     claimed: set[str] = field(default_factory=set)
     succeeded: int = 0
     failed: int = 0
+    shared: int = 0
     cached: int = 0
     spent: float = 0.0
 
@@ -128,11 +143,6 @@ def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _same_input(record: dict, sent: dict) -> bool:
-    got = record.get("input")
-    return isinstance(got, dict) and canonical_json(got) == canonical_json(sent)
-
-
 def _input_for_storage(value: dict) -> dict:
     """The input as stored beside a cached result: file inputs by content hash, never bytes."""
     return map_files(value, content_hash)
@@ -161,33 +171,59 @@ def _unwrap(exc: BaseException) -> BaseException:
 
 class _CacheWriter:
     """Group commit for the cache: the writes of many rows go to SQLite in one transaction,
-    off the event loop. A marker written before a create is awaited until it is on disk (a
-    killed run must find it); results are not (their marker already makes them recoverable)."""
+    off the event loop. A marker written before a create is a lease claim (`replibatch.markers`):
+    it is awaited until it is on disk (a killed run must find it) and `mark` says whether it was
+    taken or another live run holds the key. Results are not awaited (their marker already
+    makes them recoverable). Markers this run holds get their heartbeat refreshed."""
 
-    def __init__(self, cache: ResultCache) -> None:
+    def __init__(self, cache: ResultCache, owner: Owner, refresh: bool = False) -> None:
         self.cache = cache
+        self.owner = owner
+        self.refresh = refresh
         self.pending: dict[str, tuple[str, dict]] = {}
+        self.claims: set[str] = set()
         self.results: dict[str, CacheEntry] = {}
         self.cleared: set[str] = set()
+        self.held: dict[str, tuple[str, dict]] = {}  # markers this run wrote and still holds
+        self.refused: set[str] = set()
+        self.ended = anyio.Event()
         self.wake = anyio.Event()
         self.flushed = anyio.Event()
         self.closing = False
 
-    async def mark(self, key: str, prediction_id: str, meta: dict, *, durable: bool) -> None:
+    async def mark(self, key: str, prediction_id: str, meta: dict, *, durable: bool) -> bool:
+        """Write the marker; with `durable`, wait until it is on disk and return False when the
+        key was held by another live run (nothing written), True otherwise."""
         self.pending[key] = (prediction_id, meta)
+        self.held[key] = (prediction_id, meta)
+        if durable:
+            self.claims.add(key)
         self.cleared.discard(key)
         done = self.flushed
         self.wake.set()
         if durable:
             await done.wait()
+            if key in self.refused:
+                self.refused.discard(key)
+                self.held.pop(key, None)
+                return False
+        return True
 
     def put(self, key: str, entry: CacheEntry) -> None:
         self.results[key] = entry
+        self.held.pop(key, None)
         self.wake.set()
 
     def clear(self, key: str) -> None:
         self.pending.pop(key, None)
+        self.held.pop(key, None)
         self.cleared.add(key)
+        self.wake.set()
+
+    def heartbeat(self) -> None:
+        """Rewrite every held marker with a fresh ``marked_at`` (with the next flush)."""
+        for key, value in self.held.items():
+            self.pending.setdefault(key, value)
         self.wake.set()
 
     async def run(self) -> None:
@@ -196,20 +232,32 @@ class _CacheWriter:
             self.wake = anyio.Event()
             await self.flush()
 
+    async def beat(self) -> None:
+        """Refresh the heartbeat of held markers until the run ends (a task of the run)."""
+        while not self.closing:
+            with anyio.move_on_after(HEARTBEAT_S):
+                await self.ended.wait()
+            if not self.closing:
+                self.heartbeat()
+
     async def flush(self) -> None:
-        pending, results, cleared = self.pending, self.results, self.cleared
-        self.pending, self.results, self.cleared = {}, {}, set()
+        pending, results, cleared, claims = self.pending, self.results, self.cleared, self.claims
+        self.pending, self.results, self.cleared, self.claims = {}, {}, set(), set()
         done, self.flushed = self.flushed, anyio.Event()
         try:
             if pending or results or cleared:
-                await anyio.to_thread.run_sync(
-                    self.cache.write_batch, pending, results, cleared
+                self.refused |= await anyio.to_thread.run_sync(
+                    lambda: self.cache.write_batch(
+                        pending, results, cleared, owner=self.owner, claims=claims,
+                        results_block=not self.refresh,
+                    )
                 )
         finally:
             done.set()
 
     def close(self) -> None:
         self.closing = True
+        self.ended.set()
         self.wake.set()
 
     def _has_work(self) -> bool:
@@ -230,7 +278,9 @@ class _Engine:
         budget: Budget,
         prices: PriceTable,
         progress: bool | None,
+        downloads: DownloadLimits | None = None,
         clock: Callable[[], float] = time.monotonic,
+        live: bool | None = None,
     ) -> None:
         self.edge = edge
         self.cache = cache
@@ -240,7 +290,10 @@ class _Engine:
         self.retries = retries
         self.budget = budget
         self.prices = prices
+        self.downloads = downloads or DownloadLimits()
+        self.seen: dict[str, Seen] = {}  # model -> predict times of its finished rows
         self.progress_wanted = progress
+        self.live_wanted = live
         self.clock = clock
         self.creates = AdaptiveRateLimiter(rate_limit, clock=clock)
         self.reads = TokenBucket(DEFAULT_READ_RATE, burst=DEFAULT_READ_RATE / 60.0, clock=clock)
@@ -251,13 +304,17 @@ class _Engine:
         self.bar: Any = None
         self.budget_changed = anyio.Event()
         self.limiter_changed = anyio.Event()
-        self.writer = _CacheWriter(cache) if cache is not None else None
+        self.owner = Owner.current()
+        self.writer = _CacheWriter(cache, self.owner, refresh) if cache is not None else None
+        self.reconciler = Reconciler(self._list_page, self.state.claimed)
         self.poller = Poller(edge, self._read, clock=clock)
         # Other processes on this machine using the same account share its limits with us.
-        self.shared_creates = self.shared_reads = None
+        self.shared_creates: SharedSchedule | None = None
+        self.shared_reads: SharedSchedule | None = None
         if cache is not None:
             self.shared_creates = SharedSchedule(cache.directory, edge.account, "create")
             self.shared_reads = SharedSchedule(cache.directory, edge.account, "read")
+        self.stop_report: StopReport | None = None
 
     # -- pacing -----------------------------------------------------------------------------
 
@@ -360,7 +417,13 @@ class _Engine:
     # -- one job -----------------------------------------------------------------------------
 
     async def create(
-        self, position: int, target: Target, payload: dict
+        self,
+        position: int,
+        target: Target,
+        payload: dict,
+        key: str | None = None,
+        *,
+        cancel_after: float | None = None,
     ) -> tuple[dict, float, float]:
         """Create one prediction, honouring the limiter.
 
@@ -368,11 +431,18 @@ class _Engine:
         and wall clock): latency and timeouts count from there, not from queueing for a slot.
 
         While a create is unanswered it stays in ``state.attempts``: if the run is cancelled
-        meanwhile, cleanup searches for the prediction it may have made and cancels it.
+        meanwhile, cleanup's one sweep finds the prediction it may have made and cancels it.
+        A lost reply is reconciled (`replibatch.reconcile`); the create is sent again only when
+        a sweep covering the whole window proved that nothing was made. Raises
+        OutcomeUnknownError when the sweep could not tell (the caller keeps the marker),
+        TransientError / ReplicateAPIError when the create failed and created nothing.
         """
         failures = throttles = 0
-        # Rounded down: a held create never answers after the row's deadline (deadlines.py).
-        wait = prefer_wait(self.timeout, MAX_WAIT)
+        limit = cancel_after if cancel_after is not None else self.timeout
+        # The create is held no longer than the row's deadline (then polled and canceled at it).
+        wait: int | None = MAX_WAIT if limit is None else min(MAX_WAIT, math.floor(limit))
+        if wait is not None and wait < 1:
+            wait = None
         while True:
             place = self.creates.reserve()
             while (pause := place.wait()) > 0:
@@ -384,13 +454,19 @@ class _Engine:
                 delay = self.shared_creates.claim(self.creates.rate_per_minute)
                 if delay > 0:
                     await anyio.sleep(delay)
-            attempt = _Attempt(target, payload, _utcnow() - _CLOCK_SKEW)
+            attempt = Attempt(target.kind, target.ident, payload, _utcnow())
             self.state.attempts[position] = attempt
+            self.state.attempt_keys[position] = key
+            if key is not None:
+                self.state.unsent.discard(key)
             sent, sent_wall = self.clock(), time.time()
             self.creates.on_sent(sent)
             try:
                 reply = await self.edge.create_prediction(
-                    (target.kind, target.ident), payload, wait=wait, cancel_after=self.timeout
+                    (target.kind, target.ident), payload, wait=wait,
+                    cancel_after=None if cancel_after is None else max(
+                        cancel_after, reserve.CANCEL_AFTER_MINIMUM_S
+                    ),
                 )
             except RateLimitedError as exc:
                 del self.state.attempts[position]
@@ -408,13 +484,17 @@ class _Engine:
                 if exc.status:
                     self.creates.on_passed(sent_at=sent)  # a 5xx got past the rate limit
                 failures += 1
-                found = await self.reconcile(attempt)
+                outcome = await self.reconciler.find(attempt)
                 del self.state.attempts[position]
-                if found is not None:
-                    self.state.in_flight.add(found["id"])
-                    return found, sent, sent_wall
+                if outcome.record is not None:
+                    self.state.in_flight[outcome.record["id"]] = key
+                    return outcome.record, sent, sent_wall
+                if outcome.unknown:
+                    # Never sent blind: the marker stays and the next run re-attaches.
+                    raise OutcomeUnknownError(f"{exc}; {outcome.reason}") from None
+                # A sweep over the whole window proved nothing was created: sending is safe.
                 if failures > self.retries:
-                    raise
+                    raise TransientError(f"{exc} (no prediction was created)") from None
                 await _backoff(failures)
                 continue
             except TransientError as exc:
@@ -431,7 +511,7 @@ class _Engine:
                 raise
             # Registered as in flight before the attempt is forgotten, so that a cancellation
             # at any point finds the prediction one way or the other.
-            self.state.in_flight.add(reply.body["id"])
+            self.state.in_flight[reply.body["id"]] = key
             del self.state.attempts[position]
             self._limiter_event(lambda: self.creates.observe(reply.headers))
             self._limiter_event(lambda t=sent: self.creates.on_success(sent_at=t))
@@ -446,41 +526,13 @@ class _Engine:
             self.limiter_changed.set()
             self.limiter_changed = anyio.Event()
 
-    async def reconcile(self, attempt: _Attempt) -> dict | None:
-        """Find a prediction an unanswered create may have made; claim it so no other row does."""
-        after = attempt.sent_after.isoformat().replace("+00:00", "Z")
-        try:
-            reply = await self._read(lambda: self.edge.list_predictions(created_after=after))
-        except ReplicateAPIError:
-            return None
-        pages = 0
-        while True:
-            for record in (reply.body or {}).get("results", []):
-                if record.get("id") in self.state.claimed:
-                    continue
-                if not self._matches_target(record, attempt.target):
-                    continue
-                if _same_input(record, attempt.input):
-                    self.state.claimed.add(record["id"])
-                    return record
-            nxt = (reply.body or {}).get("next")
-            pages += 1
-            if not nxt or pages >= 5:
-                return None
-            try:
-                reply = await self._read(lambda: self.edge.list_predictions(cursor_url=nxt))
-            except ReplicateAPIError:
-                return None
-
-    @staticmethod
-    def _matches_target(record: dict, target: Target) -> bool:
-        if target.kind == "version":
-            return record.get("version") == target.ident
-        if target.kind == "deployment":
-            return record.get("deployment") in (None, target.ident) and (
-                target.model_name is None or record.get("model") == target.model_name
-            )
-        return record.get("model") == target.ident
+    async def _list_page(self, created_after: str | None, cursor_url: str | None) -> Any:
+        """One page of the account's predictions, for the reconcile sweep."""
+        if cursor_url:
+            reply = await self._read(lambda: self.edge.list_predictions(cursor_url=cursor_url))
+        else:
+            reply = await self._read(lambda: self.edge.list_predictions(created_after=created_after))
+        return reply.body
 
     async def cancel(self, prediction_id: str) -> dict | None:
         try:
@@ -493,10 +545,17 @@ class _Engine:
         """Download output files into the cache's file store (without a cache: keep the URLs)."""
         if self.cache is None or output is None or isinstance(output, (int, float, bool)):
             return output
-        return await self.cache.files.localize_output(output, self._download)
+        try:
+            return await self.cache.files.localize_output(
+                output, self._download, max_bytes=self.downloads.max_file_bytes
+            )
+        except ValueError as exc:  # a data: output over the cap, or a malformed one
+            raise DownloadError(str(exc)) from None
 
-    async def _download(self, url: str) -> bytes:
-        return await self._read(lambda: self.edge.download(url))
+    async def _download(self, url: str) -> Downloaded:
+        assert self.cache is not None
+        incoming = self.cache.files.root / ".incoming"
+        return await self._read(lambda: self.edge.download(url, incoming, self.downloads))
 
     def _cost(self, job: frames.Job, target: Target, record: dict) -> tuple[float, str]:
         ref = job.model
@@ -510,46 +569,79 @@ class _Engine:
     ) -> dict:
         """Run one row to its result row. Never raises for the row's own failures."""
         reservation = None
+        hold = Hold(None, self.timeout, False)
         sent, sent_wall = self.clock(), time.time()
         async with self.slots:
             if pending is None:
-                reservation = await self._reserve(job)
+                reservation, hold = await self._reserve(job)
                 if reservation is None:
-                    reason = self.budget.skip_reason(job.model, self._prior(job))
+                    reason = self.budget.skip_reason(job.model, self._prior(job), worst=hold.usd)
                     return self._finish_row(frames.error_row("skipped_budget", reason), None)
             record = None
             try:
-                record = await self._reattach(pending, target) if pending else None
-                if record is None:
+                payload: dict | None = None
+                while True:
+                    held = pending is not None and is_held_elsewhere(pending, self.owner)
+                    if held and key is not None:
+                        # Another live process is running this very row: wait for its result.
+                        shared, pending = await self._await_other_run(key)
+                        if shared is not None:
+                            self._settle(reservation, None)
+                            return shared
+                        continue
+                    record = await self._reattach(pending, target) if pending else None
+                    if record is not None or key is None:
+                        break
                     payload = await self.prepare_input(job.input)
-                    if key is not None:
-                        # Written before sending: a run killed while the create is held still
-                        # lets the next run find the prediction instead of paying twice.
-                        await self._mark_pending(
-                            key, "", job, target, sent_after=_utcnow(), sent_input=payload
-                        )
-                    record, sent, sent_wall = await self.create(job.position, target, payload)
+                    # Written before sending: a run killed while the create is held still lets
+                    # the next run find the prediction instead of paying twice. It is a lease:
+                    # refused when another live run took the key meanwhile.
+                    if await self._mark_pending(
+                        key, "", job, target, sent_after=_utcnow(), sent_input=payload
+                    ):
+                        self.state.unsent.add(key)
+                        break
+                    shared, pending = await self._await_other_run(key)
+                    if shared is not None:
+                        self._settle(reservation, None)
+                        return shared
+                if record is None:
+                    if payload is None:
+                        payload = await self.prepare_input(job.input)
+                    record, sent, sent_wall = await self.create(
+                        job.position, target, payload, key, cancel_after=hold.deadline_s
+                    )
                 else:
                     sent, sent_wall = self.clock(), time.time()
-                    self.state.in_flight.add(record["id"])
+                    self.state.in_flight[record["id"]] = key
                 if key is not None and record.get("status") not in _TERMINAL:
                     await self._mark_pending(key, record["id"], job, target)
-                deadline = None if self.timeout is None else sent + self.timeout
+                limit = hold.deadline_s
+                deadline = None
+                if limit is not None:
+                    # Where Replicate enforces the deadline itself (Cancel-After, at least its
+                    # minimum) it gets a moment to, so that `aborted` is seen and no cancel is
+                    # sent; the reservation's cancel-latency share covers the grace.
+                    enforced = limit >= reserve.CANCEL_AFTER_MINIMUM_S
+                    deadline = sent + limit + (min(1.0, 0.05 * limit) if enforced else 0.0)
                 record = await self.poller.wait(record, sent=sent, deadline=deadline)
                 unfinished = record.get("status") not in _TERMINAL  # the deadline passed
                 if unfinished:
                     with anyio.CancelScope(shield=True):
                         record = await self.cancel(record["id"]) or record
-                # A prediction that finished just as it was canceled keeps its result.
-                timed_out = unfinished and record.get("status") != "succeeded"
-                self.state.in_flight.discard(record["id"])
+                # A prediction that finished just as it was canceled keeps its result. One that
+                # Replicate canceled at our Cancel-After deadline timed out too.
+                timed_out = record.get("status") != "succeeded" and (
+                    unfinished
+                    or (record.get("status") == "canceled" and limit is not None
+                        and self.clock() >= sent + limit - 1.0)
+                )
+                self.state.in_flight.pop(record["id"], None)
                 row = frames.prediction_row(record, latency_s=self.clock() - sent)
-                if timed_out:
-                    row.update(
-                        status="timeout",
-                        error=f"no result within timeout={self.timeout} s; canceled on Replicate",
-                    )
-                elif row["status"] == "succeeded" and not _is_streamed_text(record, row):
+                row["cost_usd"], row["cost_basis"] = self._cost(job, target, record)
+                apply_final_status(row, record, timed_out=timed_out, timeout=limit)
+                self._learn_predict_time(job, record)
+                if row["status"] == "succeeded" and not _is_streamed_text(record, row):
                     try:
                         row["output"] = await self.localize(row["output"])
                     except ReplicateAPIError as exc:
@@ -559,7 +651,6 @@ class _Engine:
                             # keeps the files for an hour) instead of creating it anew.
                             await self._mark_pending(key, record["id"], job, target)
                             key = None
-                row["cost_usd"], row["cost_basis"] = self._cost(job, target, record)
                 self._settle(reservation, row["cost_usd"])
                 reservation = None
                 if key is not None:
@@ -568,9 +659,18 @@ class _Engine:
             except AuthenticationError:
                 raise
             except ReplicateAPIError as exc:
+                if record is None and isinstance(exc, OutcomeUnknownError):
+                    # Something may have been created and billed: keep the reservation counted
+                    # and the marker, so the next run re-attaches instead of paying twice.
+                    self._settle(reservation, math.nan)
+                    error = (
+                        "create outcome unknown; the intent marker is kept, the next run "
+                        f"re-attaches ({exc})"
+                    )
+                    return self._finish_row(frames.error_row("error", error), sent_wall)
                 self._settle(reservation, None)
                 if record is None:
-                    if key is not None:
+                    if key is not None and self.writer is not None:
                         self.writer.clear(key)  # nothing was created: the next run starts afresh
                     return self._finish_row(frames.error_row("error", str(exc)), sent_wall)
                 # The prediction exists but we lost track of it; its marker stays, so the next
@@ -581,40 +681,67 @@ class _Engine:
                 )
 
     async def _reattach(self, pending: dict, target: Target) -> dict | None:
-        """The prediction a previous run started for this row, or None if it cannot be found."""
+        """The prediction a previous run started for this row; None when it provably does not
+        exist (a 404, or a full sweep found nothing). Raises OutcomeUnknownError when that
+        cannot be told (the service could not be asked): the row must not be sent."""
         prediction_id = pending.get("prediction_id")
         if prediction_id:
             try:
                 record = (await self._read(lambda: self.edge.get_prediction(prediction_id))).body
-            except ReplicateAPIError:
+            except NotFoundError:
                 return None
+            except AuthenticationError:
+                raise
+            except ReplicateAPIError as exc:
+                raise OutcomeUnknownError(f"prediction {prediction_id} could not be read: {exc}") from None
             self.state.claimed.add(record["id"])
             return record
         meta = pending.get("meta") or {}
-        sent_after = meta.get("sent_after")
+        # "sent_after" is what markers written before this version hold (already minus skew).
+        sent_at = parse_time(meta.get("sent_at") or meta.get("sent_after"))
         sent_input = meta.get("sent_input")
-        if not sent_after or sent_input is None:
+        if sent_at is None or not isinstance(sent_input, dict):
             return None
-        attempt = _Attempt(
-            target, sent_input, datetime.fromisoformat(sent_after.replace("Z", "+00:00"))
-        )
-        return await self.reconcile(attempt)
+        outcome = await self.reconciler.find(Attempt(target.kind, target.ident, sent_input, sent_at))
+        if outcome.unknown:
+            raise OutcomeUnknownError(outcome.reason)
+        return outcome.record
 
     def _prior(self, job: frames.Job) -> float | None:
         if self.budget.max_cost is None:
             return None
         return expected_cost(self.prices, job.model, job.input)
 
-    async def _reserve(self, job: frames.Job) -> Any:
+    def _hold(self, job: frames.Job) -> Hold:
+        """The row's worst-case reservation and server-side deadline (`replibatch.reserve`)."""
+        if self.budget.max_cost is None:
+            return Hold(None, self.timeout, False)
+        return plan_hold(
+            self.prices,
+            job.model,
+            job.input,
+            timeout=self.timeout,
+            seen=self.seen.get(job.model),
+            budget_left=self.budget.left,
+        )
+
+    async def _reserve(self, job: frames.Job) -> tuple[Any, Hold]:
         """A budget reservation for this row, waiting while rows in flight may free room."""
         prior = self._prior(job)
         while True:
-            reservation = self.budget.try_start(job.model, prior)
+            hold = self._hold(job)  # re-planned: finished rows teach the deadline
+            reservation = self.budget.try_start(job.model, prior, worst=hold.usd)
             if reservation is not None:
-                return reservation
-            if not self.budget.worth_waiting(job.model, prior):
-                return None
+                return reservation, hold
+            if not self.budget.worth_waiting(job.model, prior, worst=hold.usd):
+                return None, hold
             await self.budget_changed.wait()
+
+    def _learn_predict_time(self, job: frames.Job, record: dict) -> None:
+        metrics = record.get("metrics") or {}
+        seconds = metrics.get("predict_time") if isinstance(metrics, dict) else None
+        if isinstance(seconds, (int, float)) and seconds >= 0:
+            self.seen.setdefault(job.model, Seen()).add(float(seconds), work_size(job.input))
 
     def _settle(self, reservation: Any, cost: float | None) -> None:
         """Close a reservation (None cost: nothing was created) and wake rows waiting on budget."""
@@ -643,13 +770,32 @@ class _Engine:
         *,
         sent_after: datetime | None = None,
         sent_input: dict | None = None,
-    ) -> None:
+    ) -> bool:
+        """Write the row's marker. The one written before the create (`sent_after` given) is a
+        lease claim: False when another live run holds the key (nothing was written)."""
+        assert self.writer is not None
         meta: dict[str, Any] = {"model": job.model, "version": target.identity}
         if sent_after is not None:
-            meta["sent_after"] = (sent_after - _CLOCK_SKEW).isoformat()
+            meta["sent_at"] = sent_after.isoformat()
             meta["sent_input"] = sent_input
         # Only the marker written before the create must be on disk before we go on.
-        await self.writer.mark(key, prediction_id, meta, durable=sent_after is not None)
+        return await self.writer.mark(key, prediction_id, meta, durable=sent_after is not None)
+
+    async def _await_other_run(self, key: str) -> tuple[dict | None, dict | None]:
+        """Wait while another live run holds `key`'s marker. Returns ``(row, None)`` when its
+        result arrived in the cache, ``(None, marker)`` when its owner died (re-attach to it),
+        ``(None, None)`` when the marker went away without a result (the row is free)."""
+        assert self.cache is not None
+        while True:
+            await anyio.sleep(LEASE_POLL_S)
+            entry = await anyio.to_thread.run_sync(self.cache.get, key)
+            if entry is not None:
+                return _cached_row(entry), None
+            marker = await anyio.to_thread.run_sync(self.cache.pending, key)
+            if marker is None:
+                return None, None
+            if not is_held_elsewhere(marker, self.owner):
+                return None, marker
 
     def _store(self, key: str, job: frames.Job, target: Target, record: dict, row: dict) -> None:
         """Keep a succeeded result; for anything else only forget the pending marker, so the
@@ -669,28 +815,35 @@ class _Engine:
 
     # -- cleanup on interrupt ----------------------------------------------------------------
 
-    async def cancel_everything(self) -> None:
-        """Cancel every prediction this run started and has not seen finish (shielded, bounded)."""
-        with anyio.CancelScope(shield=True), anyio.move_on_after(_CLEANUP_SECONDS):
-            ids = list(self.state.in_flight)
-            async with anyio.create_task_group() as tg:
-                for pid in ids:
-                    tg.start_soon(self.cancel, pid)
-                for attempt in list(self.state.attempts.values()):
-                    tg.start_soon(self._cancel_unanswered, attempt)
+    async def cancel_everything(self) -> StopReport:
+        """Cancel every prediction this run started and has not seen finish, and those its
+        unanswered creates made (one sweep): shielded, bounded by `_CLEANUP_SECONDS`. Markers
+        of confirmed cancels are dropped so the next run creates those rows afresh."""
 
-    async def _cancel_unanswered(self, attempt: _Attempt) -> None:
-        found = await self.reconcile(attempt)
-        if found is not None and found.get("status") not in _TERMINAL:
-            await self.cancel(found["id"])
+        async def unpaced_page(created_after: str | None, cursor_url: str | None) -> Any:
+            reply = await self.edge.list_predictions(created_after=created_after, cursor_url=cursor_url)
+            return reply.body
 
+        async def cancel_now(pid: str) -> Any:
+            return (await self.edge.cancel_prediction(pid)).body
 
-def _progress_default(progress: bool | None) -> bool:
-    if progress is not None:
-        return bool(progress)
-    if "ipykernel" in sys.modules:
-        return True
-    return bool(getattr(sys.stderr, "isatty", lambda: False)())
+        unanswered = [
+            (attempt, self.state.attempt_keys.get(position))
+            for position, attempt in self.state.attempts.items()
+        ]
+        report = await stop_everything(
+            cancel=cancel_now,
+            sweep=lambda attempts: self.reconciler.sweep(attempts, unpaced_page),
+            in_flight=dict(self.state.in_flight),
+            unanswered=unanswered,
+            deadline=_CLEANUP_SECONDS,
+        )
+        if self.writer is not None:
+            # Confirmed cancels, and rows whose create was never sent: nothing to re-attach to.
+            for key in [*report.cleared, *self.state.unsent]:
+                self.writer.clear(key)
+        self.stop_report = report
+        return report
 
 
 async def arun(
@@ -706,11 +859,14 @@ async def arun(
     timeout: float | None = None,
     retries: int = 5,
     progress: bool | None = None,
+    live: bool | None = None,
     api_token: str | None = None,
     base_url: str | None = None,
     client: Any = None,
     hardware: dict[str, str] | None = None,
     prices: Any = None,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    download_timeout: float = DEFAULT_DOWNLOAD_TIMEOUT,
 ) -> pd.DataFrame:
     """Run every row of ``df`` as a Replicate prediction; return ``df`` plus result columns.
 
@@ -718,6 +874,7 @@ async def arun(
     invalid call before anything is sent, AuthenticationError when the token is refused.
     """
     concurrency = _validate_options(concurrency, rate_limit, timeout, retries, max_cost)
+    downloads = DownloadLimits(max_file_bytes, download_timeout)
     with gc_paused(len(df)):
         plan = frames.plan_jobs(df, model=model, inputs=inputs)
     table = PriceTable.default().with_overrides(prices=prices, hardware=hardware)
@@ -737,7 +894,10 @@ async def arun(
         budget=Budget(max_cost),
         prices=table,
         progress=progress,
+        downloads=downloads,
+        live=live,
     )
+    run_started(engine.owner)
     try:
         rows = await _execute(engine, plan)
     except BaseException as exc:
@@ -748,6 +908,7 @@ async def arun(
             raise
         raise real from None
     finally:
+        run_ended(engine.owner)
         with anyio.CancelScope(shield=True):
             await edge.aclose()
     with gc_paused(len(rows)):
@@ -756,16 +917,16 @@ async def arun(
     for column in frames.TIMELINE_COLUMNS:
         # numpy reads None as NaN in a float array: cached and never-sent rows have no times.
         result[column] = np.array([row.get(column) if row else None for row in rows], dtype=float)
-    summary = summarize(result, time.monotonic() - started)
+    summary = RunSummary(summarize(result, time.monotonic() - started))
     summary["create_rate_per_minute"] = engine.creates.ceiling_per_minute
     summary["create_rate_learned_per_minute"] = engine.creates.rate_per_minute
     summary["throttle_episodes"] = engine.creates.episodes
     summary["throttled"] = engine.creates.refusals
     summary["throttled_after_first_episode"] = engine.creates.refusals_after_first
     summary["poll"] = dataclasses.asdict(engine.poller.stats)
+    summary["shared"] = engine.state.shared
     if engine.bar is not None:
-        engine.bar.set_postfix_str(format_summary(summary), refresh=False)
-        engine.bar.close()
+        engine.bar.finish(summary)
     result.attrs["replibatch"] = summary
     return result
 
@@ -789,11 +950,13 @@ async def _execute(engine: _Engine, plan: frames.Plan) -> list[dict]:
             rows[i] = frames.error_row("error", f"{job.model}: {target}")
 
     pending: dict[int, dict] = {}
+    # Keyed with or without a cache: identical jobs share one prediction either way.
+    with gc_paused(len(jobs)):
+        for i, job in enumerate(jobs):
+            target = targets[job.model]
+            if rows[i] is None and isinstance(target, Target):
+                keys[i] = cache_key(target.identity, job.input, job.sample)
     if engine.cache is not None:
-        with gc_paused(len(jobs)):
-            for i, job in enumerate(jobs):
-                if rows[i] is None:
-                    keys[i] = cache_key(targets[job.model].identity, job.input, job.sample)
         wanted = [k for k in keys if k is not None]
         hits = {} if engine.refresh else await anyio.to_thread.run_sync(engine.cache.get_many, wanted)
         for i, key in enumerate(keys):
@@ -810,20 +973,27 @@ async def _execute(engine: _Engine, plan: frames.Plan) -> list[dict]:
     engine.state.cached = sum(1 for r in rows if r is not None and r.get("cached"))
 
     todo = [i for i in range(len(jobs)) if rows[i] is None]
+    groups = group_identical(todo, keys)
+    engine.state.shared = groups.shared
+    run_keys = keys if engine.cache is not None else [None] * len(jobs)
     if todo:
         engine.edge.require_token()
-    bar = engine.bar = _open_bar(engine, len(jobs), len(jobs) - len(todo))
+    bar = engine.bar = open_progress(
+        len(jobs), len(jobs) - len(todo), progress=engine.progress_wanted, live=engine.live_wanted
+    )
     writer = engine.writer
     try:
         async with anyio.create_task_group() as outer:
             if writer is not None:
                 outer.start_soon(writer.run)
+                outer.start_soon(writer.beat)
             outer.start_soon(engine.poller.run)
             async with anyio.create_task_group() as tg:
-                for i in todo:
+                for i in groups.leaders:
                     job = jobs[i]
                     tg.start_soon(
-                        _run_into, engine, rows, i, job, targets[job.model], keys[i], pending.get(i), bar
+                        _run_into, engine, rows, i, job, targets[job.model], run_keys[i],
+                        pending.get(i), bar,
                     )
             engine.poller.close()
             if writer is not None:
@@ -834,41 +1004,31 @@ async def _execute(engine: _Engine, plan: frames.Plan) -> list[dict]:
             with anyio.CancelScope(shield=True), anyio.move_on_after(_CLEANUP_SECONDS):
                 await writer.flush()  # keep every result that arrived before the interrupt
         raise
+    for leader, followers in groups.followers.items():
+        for i in followers:
+            rows[i] = shared_row(rows[leader] or {}, leader)
+            if bar is not None:
+                bar.tick(rows[i], jobs[i].input)
     return [row for row in rows]  # type: ignore[misc]
 
 
-async def _run_into(engine, rows, i, job, target, key, pending, bar) -> None:
+async def _run_into(engine, rows, i, job, target, key, pending, bar) -> None:  # noqa: ANN001
     row = await engine.run_job(job, target, key, pending)
     rows[i] = row
     if bar is not None:
-        _tick(engine, bar, row)
+        bar.tick(row, job.input)
 
 
-def _open_bar(engine: _Engine, total: int, done: int) -> Any:
-    if not _progress_default(engine.progress_wanted):
-        return None
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, initial=done, unit="row", desc="replibatch", dynamic_ncols=True)
-    if done:
-        bar.set_postfix_str(f"cached={done}")
-    return bar
+_cleanups: list[threading.Event] = []
 
 
-def _tick(engine: _Engine, bar: Any, row: dict) -> None:
-    state = engine.state
-    if row.get("status") == "succeeded":
-        state.succeeded += 1
-    else:
-        state.failed += 1
-    cost = row.get("cost_usd")
-    if isinstance(cost, float) and not math.isnan(cost):
-        state.spent += cost
-    bar.set_postfix_str(
-        f"ok={state.succeeded} failed={state.failed} cached={state.cached} ${state.spent:.4f}",
-        refresh=False,
-    )
-    bar.update(1)
+def _finish_cleanup_at_exit(done: threading.Event) -> None:
+    """A run interrupted while its cancels were still going: the user has control back, and the
+    interpreter's exit waits (bounded) for those cancels, so a script's Ctrl-C still stops the
+    billing instead of killing the worker thread mid-way."""
+    if not _cleanups:
+        atexit.register(lambda: [event.wait(_CLEANUP_SECONDS + 5) for event in _cleanups])
+    _cleanups.append(done)
 
 
 def run(df: pd.DataFrame, model: str | None = None, inputs: Any = None, **options: Any) -> pd.DataFrame:
@@ -876,7 +1036,21 @@ def run(df: pd.DataFrame, model: str | None = None, inputs: Any = None, **option
 
     Works in scripts and inside a running event loop (Jupyter): the run gets its own loop in a
     worker thread. Ctrl-C (or the notebook's stop button) cancels the predictions in flight on
-    Replicate, keeps what finished in the cache, and re-raises KeyboardInterrupt.
+    Replicate (those whose create was unanswered too, found by one sweep), keeps what finished
+    in the cache, and re-raises KeyboardInterrupt within about 4 s whatever the number in
+    flight; cancels still going continue in the background (and a script's exit waits for
+    them). A confirmed cancel drops the row's marker, so the next run creates it afresh.
+
+    Options beyond ``arun``'s common ones: ``max_file_bytes`` (default 4 GiB) caps each output
+    file, ``download_timeout`` (default 1800 s) bounds each file's whole download; a file over
+    either fails its row ``error`` and keeps the marker, so a re-run (with larger limits)
+    re-attaches and downloads without paying again. With ``max_cost``, every prediction is
+    reserved at its worst case and gets a ``Cancel-After`` deadline (see README "Cost").
+
+    Money guarantees (README "How it talks to Replicate"): a row's prediction is never created
+    twice; a create whose reply was lost is reconciled by one sweep of the account's
+    predictions; when that cannot be completed the row ends ``error`` ("create outcome
+    unknown; the intent marker is kept, the next run re-attaches") instead of being re-sent.
 
     Raises ConfigurationError (a ValueError) for an invalid call, before anything is sent.
     """
@@ -913,7 +1087,8 @@ def run(df: pd.DataFrame, model: str | None = None, inputs: Any = None, **option
                 anyio.from_thread.run_sync(box["scope"].cancel, token=box["token"])
             except RuntimeError:
                 pass  # the loop finished meanwhile
-        done.wait(_CLEANUP_SECONDS + 10)
+        if not done.wait(_RETURN_AFTER_INTERRUPT):
+            _finish_cleanup_at_exit(done)
         raise
     if "error" in box:
         raise box["error"]

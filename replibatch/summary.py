@@ -71,6 +71,8 @@ def format_summary(summary: Mapping[str, Any]) -> str:
     counts += [f"{count} {status}" for status, count in summary.get("by_status", {}).items()]
     if summary.get("cached"):
         counts.append(f"{summary['cached']} cached")
+    if summary.get("shared"):
+        counts.append(f"{summary['shared']} shared an identical row's prediction")
     money = f"{format_usd(summary['cost_spent_usd'])} spent"
     if summary.get("cost_saved_usd"):
         money += f", {format_usd(summary['cost_saved_usd'])} saved by cache"

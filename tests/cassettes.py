@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
+import yaml  # type: ignore[import-untyped]
 
 __all__ = [
     "CASSETTES",

@@ -1,5 +1,6 @@
 import base64
 import html
+import io
 import re
 
 import ipywidgets
@@ -109,9 +110,14 @@ def test_detail_shows_text_in_full_escaped_with_inputs_timing_and_cost(res):
     assert ">row r0<" in shown
 
 
-def test_detail_shows_images_at_full_size(res, image):
+def test_detail_sends_bounded_images_and_the_original_on_demand(res, image):
     b = Browser(res)
     b.set_filter("model", "acme/image")
+    # By default the 900 px image crosses the comm shrunk to 768 px, not as the original.
+    (shrunk,) = re.findall(r'src="data:image/jpeg;base64,([^"]+)"', b.detail.value)
+    with Image.open(io.BytesIO(base64.b64decode(shrunk))) as small:
+        assert max(small.size) == 768
+    b.full_size.value = True  # "full size": the original bytes
     (payload,) = re.findall(r'src="data:image/png;base64,([^"]+)"', b.detail.value)
     assert base64.b64decode(payload) == image.read_bytes()
 
@@ -163,3 +169,60 @@ def test_list_outputs_show_file_names_and_whole_floats_show_as_ints(tmp_path, im
     assert [label for label, _ in b.filters["max_tokens"].options][1] == "40 (1)"
     b.rows.value = 0
     assert ">40<" in b.detail.value and "40.0" not in b.detail.value
+
+
+def test_row_labels_name_only_the_parameters_that_vary(res):
+    b = Browser(res.assign(width=np.nan))  # a column with one value says nothing about a row
+    label = b.rows.options[0][0]
+    assert "width=" not in label and "prompt=" not in label
+    assert "temperature=0.2" in label and "seed=0" in label and "acme/text" in label
+    assert len({label for label, _ in b.rows.options}) == len(b.rows.options)
+
+
+def test_search_matches_every_word_in_prompts_and_outputs(res):
+    b = Browser(res, page_size=50)
+    b.search.value = "T=0.8 S=1"  # case-insensitive, every word
+    assert b._matches == [4]
+    b.search.value = "cat"  # in the prompt: every row
+    assert len(b._matches) == len(res)
+    b.search.value = "boom"  # in the error of the failed row
+    assert [res.index[p] for p in b._matches] == ["r5"]
+
+
+def test_row_buttons_step_across_pages(res):
+    b = Browser(res, page_size=5)
+    assert b.selected == 0
+    for _ in range(5):
+        b.next_row.click()
+    assert b.page == 1 and b.selected == 5 and ">row r5<" in b.detail.value
+    b.prev_row.click()
+    assert b.page == 0 and b.selected == 4
+    b.prev_row.click(), b.prev_row.click(), b.prev_row.click(), b.prev_row.click(), b.prev_row.click()
+    assert b.selected == 0  # clamped at the first row
+
+
+def test_this_prompt_every_model_shows_a_side_by_side_comparison(res):
+    b = Browser(res)
+    b.all_models.value = True
+    shown = b.detail.value
+    assert 'class="rb-scroll-box"' in shown  # a comparison table
+    assert ">acme/text<" in shown and ">acme/image<" in shown
+    assert shown.count("data:image/") == 6  # every image row of the prompt, as thumbnails
+    b.all_models.value = False
+    assert ">row r0<" in b.detail.value
+
+
+def test_without_a_live_kernel_the_widget_says_it_needs_one(res):
+    bundle = browse(res)._repr_mimebundle_()
+    data = bundle[0] if isinstance(bundle, tuple) else bundle
+    assert "application/vnd.jupyter.widget-view+json" in data  # a live front end renders the widget
+    assert "needs a live kernel" in data["text/plain"]
+    assert "needs a live kernel" in data["text/html"] and "12 rows" in data["text/html"]
+
+
+def test_the_no_kernel_note_hides_itself_next_to_a_rendered_widget(res):
+    widget = browse(res)
+    assert "rb-browser" in widget._dom_classes  # what the note's CSS looks for
+    note = widget.note_html()
+    assert ".jp-OutputArea:has(.rb-browser) .rb-needs-kernel" in note and "display: none" in note
+    assert 'class="rb-root rb-needs-kernel"' in note and "needs a live kernel" in note

@@ -148,13 +148,15 @@ def test_audio_json_urls_and_missing_files(tmp_path):
     assert "missing file:" in page
 
 
-def test_several_images_in_one_output_form_a_gallery(tmp_path):
+def test_several_images_in_one_output_form_a_thumbnail_grid(tmp_path):
     paths = [tmp_path / f"{i}.png" for i in range(3)]
     for i, path in enumerate(paths):
         _png(path, colour=(i * 80, 0, 0))
     page = compare(pd.DataFrame([_row("p", "m", [str(p) for p in paths])])).to_html()
-    assert 'class="rb-gallery"' in page
+    assert 'class="rb-grid"' in page
     assert len(DATA_URI.findall(page)) == 3
+    # Each thumbnail can take focus, which is what enlarges it (CSS :focus, no script).
+    assert page.count('<img tabindex="0" class="rb-media"') == 3
 
 
 def test_badges_show_latency_cost_status_and_cache(res):
@@ -163,7 +165,7 @@ def test_badges_show_latency_cost_status_and_cache(res):
     assert '<span class="rb-badge rb-bad">failed</span>' in page
     assert page.count('rb-badge rb-cached">cached<') == 1
     assert html.escape("predict_time 1.0 s × gpu-t4 $0.000225/s") in page  # cost basis tooltip
-    bare = compare(res, badges=False).to_html()
+    bare = compare(res, badges=False, footer=False).to_html()
     assert "1.23 s" not in bare and 'class="rb-badge rb-cached"' not in bare
     assert "CUDA &lt;oom&gt;" in bare  # the error of a failed row is always shown
 
@@ -259,3 +261,58 @@ def test_gallery_images_are_never_stretched_beyond_their_natural_size(tmp_path):
         if "rb-gallery" in selector or "img" in selector:
             widths = re.findall(r"(?:^|;)\s*width\s*:\s*([^;]+)", body)
             assert all(w.strip() == "auto" for w in widths), selector
+
+
+def test_parameter_headers_keep_the_parameter_name():
+    rows = [_row("p", "m", f"out {t}", temperature=t) for t in (0.0, 0.7, 1.4)]
+    view = compare(pd.DataFrame(rows), columns="temperature")
+    assert view.column_labels() == ["temperature=0.0", "temperature=0.7", "temperature=1.4"]
+    assert ">temperature=0.7</th>" in view.to_html()
+    both = compare(pd.DataFrame([_row("p", "acme/a", "x", steps=4)]), columns=["model", "steps"])
+    assert both.column_labels() == ["acme/a · steps=4"]  # the model reads as itself
+
+
+def test_footer_gives_mean_cost_median_latency_and_failures_per_column(res):
+    view = compare(res)
+    text, image = view.footer()
+    assert (text.rows, text.failed) == (2, 1) and (image.rows, image.failed) == (2, 0)
+    assert text.mean_cost_usd == pytest.approx(0.00123)  # the failed row's cost is unknown
+    assert image.p50_latency_s == pytest.approx(1.234)
+    page = view.to_html()
+    assert "<tfoot>" in page and ">1 of 2 failed<" in page and "p50 1.23 s" in page
+
+
+def test_sort_orders_rows_by_a_metric():
+    rows = [_row(p, m, "x", latency_s=lat) for p, m, lat in
+            [("slow", "a", 9.0), ("slow", "b", 7.0), ("fast", "a", 1.0), ("mid", "a", 4.0),
+             ("none", "a", np.nan)]]
+    frame = pd.DataFrame(rows)
+    assert compare(frame, sort="latency_s").frame.index.tolist() == ["fast", "mid", "slow", "none"]
+    assert compare(frame, sort="-latency_s").frame.index.tolist() == ["slow", "mid", "fast", "none"]
+    with pytest.raises(ConfigurationError, match="sort column 'nope'"):
+        compare(frame, sort="nope")
+    with pytest.raises(ConfigurationError, match="not numeric"):
+        compare(frame, sort="model")
+
+
+def test_identical_outputs_are_marked():
+    rows = [_row("p", "a", "same"), _row("p", "b", "same"), _row("p", "c", "other"),
+            _row("q", "a", "x"), _row("q", "b", "y")]
+    page = compare(pd.DataFrame(rows)).to_html()
+    assert page.count('class="rb-badge rb-same"') == 2
+    assert ">same as b<" in page and ">same as a<" in page
+
+
+def test_the_table_scrolls_in_its_own_bounded_box(res):
+    page = compare(res, max_height="420px").to_html()
+    assert '<div class="rb-scroll-box" style="max-height: 420px">' in page
+    css = page.split("<style>", 1)[1].split("</style>", 1)[0]
+    assert re.search(r"\.rb-scroll-box thead th \{[^}]*position: sticky; top: 0", css)
+    assert re.search(r"\.rb-scroll-box tbody th:first-child \{[^}]*position: sticky; left: 0", css)
+
+
+def test_whole_numbers_that_pandas_made_float_read_as_ints():
+    steps = pd.DataFrame([_row("p", "m", "x", steps=4), _row("p", "m", "y", steps=30),
+                          _row("p", "text", "z")])  # the text row has no steps: the column is float
+    assert steps["steps"].dtype == float
+    assert compare(steps, columns="steps").column_labels() == ["steps=4", "steps=30", "steps=—"]

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
+import anyio
+
 import httpx
 import pytest
 import replicate
 
+from replibatch.download import DownloadError, DownloadLimits
 from replibatch.edge import Edge
 from replibatch.errors import (
     AuthenticationError,
@@ -126,7 +129,7 @@ def test_create_requests_have_the_documented_shape():
     assert b'"version"' in seen[0].content and b'"version"' not in seen[1].content
 
 
-def test_downloads_send_the_token_only_to_the_api_host():
+def test_downloads_never_carry_the_token_and_api_endpoints_are_not_fetched(tmp_path):
     seen = []
 
     def record(request):
@@ -135,22 +138,62 @@ def test_downloads_send_the_token_only_to_the_api_host():
 
     client = replicate.Client(api_token=TOKEN, base_url=BASE, transport=httpx.MockTransport(record))
     edge = Edge(client=client)
+    host = httpx.URL(BASE).host
+
+    async def fetch_all():
+        got = [
+            await edge.download(f"{BASE}/delivery/p1/out.png", tmp_path),
+            await edge.download("https://replicate.delivery/xezq/out-0.png", tmp_path),
+        ]
+        refused = []
+        # The API itself, over cleartext or on another port too: never fetched.
+        for url in (f"{BASE}/v1/account", f"http://{host}/v1/account",
+                    f"https://{host}:8443/v1/predictions", "file:///etc/passwd"):
+            with pytest.raises(DownloadError):
+                await edge.download(url, tmp_path)
+            refused.append(url)
+        await edge.aclose()
+        return got, refused
+
+    got, refused = call(fetch_all())
+    assert [d.path.read_bytes() for d in got] == [b"\x89PNG...", b"\x89PNG..."]
+    assert len(refused) == 4
+    assert [r.url.host for r in seen] == [host, "replicate.delivery"]
+    assert all("Authorization" not in r.headers for r in seen)
+
+
+def test_a_download_over_the_byte_cap_or_the_deadline_fails_and_leaves_no_file(tmp_path):
+    big = b"x" * 5000
+
+    def serve(request):
+        if request.url.path.endswith("big.bin"):
+            return httpx.Response(200, content=big)
+        # A stream that never ends: each chunk arrives, so no read timeout would fire.
+        async def endless():
+            while True:
+                yield b"y" * 10
+                await anyio.sleep(0.01)
+        return httpx.Response(200, content=endless())
+
+    edge = edge_with(serve)
 
     async def both():
-        first = await edge.download(f"{BASE}/delivery/p1/out.png")
-        second = await edge.download("https://replicate.delivery/xezq/out-0.png")
+        with pytest.raises(DownloadError, match="max_file_bytes=1000"):
+            await edge.download("https://replicate.delivery/big.bin", tmp_path,
+                                DownloadLimits(max_file_bytes=1000))
+        with pytest.raises(DownloadError, match="download_timeout=0.2"):
+            await edge.download("https://replicate.delivery/endless.bin", tmp_path,
+                                DownloadLimits(timeout=0.2))
         await edge.aclose()
-        return first, second
 
-    assert call(both()) == (b"\x89PNG...", b"\x89PNG...")
-    assert seen[0].headers.get("Authorization") == f"Bearer {TOKEN}"
-    assert seen[1].url.host == "replicate.delivery" and "Authorization" not in seen[1].headers
+    call(both())
+    assert list(tmp_path.iterdir()) == []
 
 
-def test_a_failed_download_is_an_error_not_bytes():
+def test_a_failed_download_is_an_error_not_bytes(tmp_path):
     edge = edge_with(lambda request: httpx.Response(404, text="gone"))
     with pytest.raises(ReplicateAPIError):
-        call(edge.download(f"{BASE}/delivery/p1/out.png"))
+        call(edge.download(f"{BASE}/delivery/p1/out.png", tmp_path))
 
 
 def test_no_token_is_a_configuration_error_naming_the_variable(monkeypatch):

@@ -235,7 +235,8 @@ def test_quickstart_rerun_comes_from_the_cache(executed: Callable[[str], Execute
     assert p["again_summary"]["cached"] == 4
     assert p["again_summary"]["cost_spent_usd"] == 0
     assert p["again_summary"]["cost_saved_usd"] == pytest.approx(p["res_cost_total"])
-    table = run.data("creates_before", "text/html")[0]
+    # The last HTML output is the cell's table (the run's live view / summary come first).
+    table = run.data("creates_before", "text/html")[-1]
     assert table.count("<td>True</td>") == 4
 
 

@@ -314,3 +314,72 @@ def test_timeline_labels_at_most_about_twenty_rows():
     labels = [t.get_text() for t in ax.get_yticklabels()]
     assert 15 <= len(labels) <= 20
     assert labels[0] == "0" and labels[1] == "3"  # every third row, starting at the first
+
+
+# --- shared colours, log axes, limits, rates (plotscale) ------------------------------------------
+
+
+def _rgba(artist_colour):
+    return tuple(np.round(np.asarray(artist_colour, dtype=float).ravel()[:3], 4))
+
+
+def test_one_model_colour_across_every_plot_of_a_frame(res):
+    from replibatch.plotscale import palette
+
+    colours = {model: _rgba(c) for model, c in palette(res, "model").items()}
+    assert len(set(colours.values())) == len(MODELS)
+    # A cost plot leaving out the first model (no known cost) must not shift the others' colours.
+    no_cost = res.assign(cost_usd=np.where(res["model"] == MODELS[0], np.nan, res["cost_usd"]))
+    bars = plot.cost(no_cost).patches
+    assert [_rgba(b.get_edgecolor()) for b in bars] == [colours[m] for m in MODELS[1:]]
+    scatter = plot.cost_vs_latency(res).collections
+    assert [_rgba(c.get_facecolor()[0]) for c in scatter] == [colours[m] for m in MODELS]
+    plt.close("all")
+    latency = plot.latency(res)  # no hue: boxes and points take their model's colour too
+    points = [c for c in latency.collections if isinstance(c, PathCollection)]
+    assert [_rgba(c.get_facecolor()[0]) for c in points] == [colours[m] for m in MODELS]
+
+
+def test_log_axis_when_costs_span_decades(res):
+    cheap = res.assign(cost_usd=np.where(res["model"] == MODELS[0], 1e-6, 0.5))
+    assert plot.cost_vs_latency(cheap).get_yscale() == "log"
+    assert plot.cost(cheap).get_yscale() == "log"
+    assert plot.cost_vs_latency(cheap, logy=False).get_yscale() == "linear"
+    assert plot.cost_vs_latency(res).get_yscale() == "linear"  # within two decades
+
+
+def test_every_point_lies_inside_the_axes_limits(res):
+    from replibatch.plotscale import padded_limits
+
+    one = res.head(1).assign(latency_s=2.0, cost_usd=0.004)
+    for frame in (res, one, res.assign(cost_usd=0.0)):
+        ax = plot.cost_vs_latency(frame)
+        (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+        for collection in ax.collections:
+            for x, y in collection.get_offsets():
+                # Strictly inside, with room: a point on the frame's edge is half cut off.
+                assert x0 < x < x1 and y0 < y < y1
+                assert min(x - x0, x1 - x) > 0.02 * (x1 - x0)
+                assert min(y - y0, y1 - y) > 0.02 * (y1 - y0)
+        plt.close("all")
+    assert padded_limits([3.0, 3.0]) == (0.0, pytest.approx(3.27))
+    low, high = padded_limits([1e-6, 1e-2], log=True)
+    assert low < 1e-6 and high > 1e-2
+
+
+def test_timeline_states_the_sustained_rate_and_the_account_limit(res):
+    from replibatch.plotscale import submit_rates
+
+    # A first burst of 10 at t=0, then one submit every 0.1 s: 600/min sustained. Extrapolating
+    # the whole run would claim more (the burst).
+    starts = [0.0] * 10 + [0.1 * i for i in range(1, 91)]
+    rates = submit_rates(starts)
+    assert rates.sustained_per_minute == pytest.approx(600.0)
+    assert rates.overall_per_minute > 650
+    frame = res.head(20).copy()
+    frame["submitted_at"] = 1_700_000_000.0 + np.array([0.0] * 4 + [0.1 * i for i in range(1, 17)])
+    frame["completed_at"] = frame["submitted_at"] + 1.0
+    frame.attrs["replibatch"] = {"create_rate_per_minute": 600.0}
+    title = plot.timeline(frame).get_title()
+    assert "submitted 600/min sustained" in title and "account limit 600/min" in title
+    assert "submits/min" not in title

@@ -13,7 +13,6 @@ import replicate
 
 import replibatch as rb
 from replibatch import runner
-from replibatch.deadlines import cancel_after_header, prefer_wait, server_deadline
 from replibatch.shared_limits import SharedSchedule, account_fingerprint
 from replibatch.sim import serve
 
@@ -64,27 +63,6 @@ def test_a_few_predictions_are_polled_one_get_each(monkeypatch):
 
 
 # --- deadlines --------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("timeout", "wait", "cancel_after"),
-    [(None, 60, None), (0.2, None, "5s"), (0.5, None, "5s"), (1.5, 1, "5s"), (7.2, 7, "8s"),
-     (90, 60, "90s"), (60.0, 60, "60s")],
-)
-def test_timeout_on_the_wire(timeout, wait, cancel_after):
-    assert prefer_wait(timeout) == wait
-    if cancel_after is not None:
-        assert cancel_after_header(timeout) == cancel_after
-        assert server_deadline(timeout) >= timeout  # Replicate never cancels before we would
-
-
-def test_bad_timeouts_raise():
-    for bad in (0, -1, float("nan"), float("inf")):
-        with pytest.raises(ValueError):
-            server_deadline(bad)
-        with pytest.raises(ValueError):
-            prefer_wait(bad)
-    assert prefer_wait(None, max_wait=0) is None
 
 
 class _Recorder(httpx.AsyncBaseTransport):

@@ -377,13 +377,12 @@ def test_kill_minus_9_then_rerun_reattaches_without_duplicate(cache_dir, tmp_pat
 
 def test_budget_stops_new_predictions(cache_dir):
     with serve(time_scale=1.0, predict_time=0.2) as sim:
-        # about 0.000045 USD a row (0.2 s on a T4): the cap allows six or seven rows
+        # about 0.000045 USD a row (0.2 s on a T4): the cap allows a few rows
         res = go(prompts(40), sim, model=TEXT, max_cost=0.00030, concurrency=4)
         statuses = res["status"].value_counts().to_dict()
         assert statuses.get("skipped_budget", 0) > 0 and statuses.get("succeeded", 0) > 0
-        spent = res.loc[res["status"] == "succeeded", "cost_usd"].sum()
-        largest = res["cost_usd"].max()
-        assert spent <= 0.00030 + 4 * largest
+        spent = res["cost_usd"].sum()
+        assert spent <= 0.00030  # reserved at the worst case: the cap is never passed
         assert res.loc[res["status"] == "skipped_budget", "error"].str.contains("max_cost").all()
         assert sim.stats.creates == statuses["succeeded"]
 

@@ -87,8 +87,11 @@ def test_unfinished_bodies_omit_output_finished_have_it_and_expired_keep_it_null
     done = wait_terminal(http, body["id"])
     assert done["status"] == "succeeded" and done["data_removed"] is False
     assert len(done["output"]) == 3 and "web" in done["urls"]
-    time.sleep(0.2)
-    gone = http.get(f"/v1/predictions/{body['id']}").json()
+    deadline = time.monotonic() + 5
+    gone = done
+    while not gone["data_removed"] and time.monotonic() < deadline:
+        time.sleep(0.02)
+        gone = http.get(f"/v1/predictions/{body['id']}").json()
     assert gone["data_removed"] is True and "output" in gone and gone["output"] is None
 
 
@@ -167,6 +170,22 @@ def test_list_pages_of_100_newest_first_with_a_time_window(http: httpx.Client,
     assert window == ids[31:160][::-1]
 
 
+def test_paging_is_stable_while_predictions_are_created(http: httpx.Client, sim: SimServer) -> None:
+    # A reconcile sweep pages back while the run keeps creating: new predictions go on top and
+    # must not shift, repeat or hide the older pages the sweep is reading.
+    sim.configure(create_rate=None, predict_time=0, page_size=10)
+    ids = [create(http, sim, {"prompt": f"p{i}", "max_tokens": 1}).json()["id"] for i in range(35)]
+    page = http.get("/v1/predictions").json()
+    seen = [p["id"] for p in page["results"]]
+    url = page["next"]
+    while url:
+        create(http, sim, {"prompt": "newer", "max_tokens": 1})
+        page = http.get(url).json()
+        seen += [p["id"] for p in page["results"]]
+        url = page["next"]
+    assert seen == ids[::-1]
+
+
 # -- Cancel-After --------------------------------------------------------------------------------
 @pytest.mark.parametrize(("text", "seconds"), [
     ("30", 30.0), ("30s", 30.0), ("90s", 90.0), ("5m", 300.0), ("1h", 3600.0),
@@ -209,12 +228,12 @@ def test_deadline_while_processing_cancels_with_predict_time_up_to_it(
 ) -> None:
     sim.configure(cancel_after_minimum=0, time_scale=1.0, queue_delay=0.1)
     body = create(http, sim, {"prompt": "x", "max_tokens": 1000},
-                  headers={"Cancel-After": "0.3s"}).json()
+                  headers={"Cancel-After": "0.5s"}).json()
     done = wait_terminal(http, body["id"])
     assert done["status"] == "canceled" and "started_at" in done
-    # Real seconds, whatever time_scale: 0.3 s from creation minus 0.1 s queued.
-    assert 0 < done["metrics"]["predict_time"] <= 0.3
-    assert _epoch(done["completed_at"]) - _epoch(done["created_at"]) == pytest.approx(0.3, abs=0.002)
+    # Real seconds, whatever time_scale: 0.5 s from creation minus 0.1 s queued.
+    assert 0 < done["metrics"]["predict_time"] <= 0.4
+    assert _epoch(done["completed_at"]) - _epoch(done["created_at"]) == pytest.approx(0.5, abs=0.002)
     assert sim.stats.cancels == 1 and sim.stats.aborted == 0
 
 
@@ -288,8 +307,8 @@ def test_low_credit_account_allows_one_create_then_names_the_wait() -> None:
         assert c.post("/v1/predictions", json=body).status_code == 201
         refused = c.post("/v1/predictions", json=body)
         assert refused.status_code == 429
-        assert int(THROTTLED.fullmatch(refused.json()["detail"]).group(1)) == 10
-        assert refused.headers["Retry-After"] == "10"
+        seconds = int(THROTTLED.fullmatch(refused.json()["detail"]).group(1))
+        assert 9 <= seconds <= 10 and refused.headers["Retry-After"] == str(seconds)
         assert server.stats.throttled_creates == 1 and server.stats.creates == 1
 
 
@@ -328,6 +347,7 @@ def test_no_ratelimit_headers_and_retry_after_only_in_the_body() -> None:
 
 
 def test_limits_change_mid_run_keeping_the_tokens_spent(sim: SimServer, http: httpx.Client) -> None:
+    sim.configure(create_rate=0.6, create_burst=600.0)  # refills too slowly to blur the counts
     for _ in range(3):
         spent = create(http, sim, {"prompt": "x", "max_tokens": 1})
     assert spent.headers["ratelimit-remaining"] == "597"
@@ -336,9 +356,9 @@ def test_limits_change_mid_run_keeping_the_tokens_spent(sim: SimServer, http: ht
     sim.configure(account="low-credit")  # at most the one token the new size holds
     codes = [create(http, sim, {"prompt": "x", "max_tokens": 1}).status_code for _ in range(2)]
     assert codes == [201, 429]
-    sim.configure(account="default")  # back up: the rate rises, the tokens are still spent
+    sim.configure(create_rate=60.0, create_burst=600.0)  # back up: the tokens are still spent
     assert create(http, sim, {"prompt": "x", "max_tokens": 1}).status_code == 429
-    time.sleep(0.15)  # 600/min: a token every 0.1 s
+    time.sleep(1.05)  # 60/min: a token a second
     assert create(http, sim, {"prompt": "x", "max_tokens": 1}).status_code == 201
     with pytest.raises(ValueError):
         sim.configure(account="nope")

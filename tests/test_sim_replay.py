@@ -9,7 +9,9 @@ import time
 from typing import Any
 
 import httpx
+import pandas as pd
 import pytest
+import replicate
 from cassettes import (
     Interaction,
     ReplayExhausted,
@@ -19,7 +21,9 @@ from cassettes import (
     replay_transport,
 )
 
+import replibatch as rb
 from replibatch.frame import TOKEN_COLUMNS, prediction_row
+from replibatch.outcome import apply_final_status
 from replibatch.sim import SimServer
 
 AUTH = {"Authorization": "Bearer r8_test"}
@@ -72,9 +76,9 @@ def _recorded(cassette: str, status: str) -> dict[str, Any]:
                               and b["status"] == status))
 
 
-# The two cases issue 10 changes (points 6 and 7): neither is in the recordings, so each is a
-# recorded body changed the way the spec describes. The expectations below are TODAY's mapping;
-# whoever changes prediction_row adjusts exactly these parameters.
+# The two cases issue 10 changed (points 6 and 7): neither is in the recordings, so each is a
+# recorded body changed the way the spec describes, mapped as the engine maps a finished
+# prediction (prediction_row, then replibatch.outcome for what the status really means).
 def _data_removed() -> dict[str, Any]:
     # spec, predictions.get: after removal "The `output` key will still be present, but it's
     # value will be `null`"
@@ -92,17 +96,58 @@ def _aborted() -> dict[str, Any]:
     return body
 
 
-@pytest.mark.parametrize(("body", "status", "error_part", "output"), [
-    pytest.param(_data_removed(), "succeeded", None, None, id="data_removed"),
-    pytest.param(_aborted(), "canceled", "aborted", None, id="aborted"),
+@pytest.mark.parametrize(("body", "status", "error_part", "cost"), [
+    # Deleted before it was saved: not a success; it was billed, so the cost is not forced.
+    pytest.param(_data_removed(), "error", "deleted its output", None, id="data_removed"),
+    # Nothing ran: a timeout that cost nothing.
+    pytest.param(_aborted(), "timeout", "aborted", 0.0, id="aborted"),
 ])
-def test_expired_and_aborted_bodies_today(body: dict[str, Any], status: str,
-                                          error_part: str | None, output: Any) -> None:
+def test_expired_and_aborted_bodies(body: dict[str, Any], status: str,
+                                    error_part: str, cost: float | None) -> None:
     row = prediction_row(body)
-    assert row["status"] == status and row["output"] == output
-    assert (row["error"] is None) if error_part is None else (error_part in row["error"])
+    apply_final_status(row, body, timed_out=False, timeout=5.0)
+    assert row["status"] == status and row["output"] is None
+    assert error_part in row["error"]
     assert row["prediction_id"] == body["id"]
     assert row["predict_s"] == (body.get("metrics") or {}).get("predict_time")
+    if cost is not None:
+        assert row["cost_usd"] == cost and "not billed" in row["cost_basis"]
+
+
+def test_a_lost_official_model_create_recorded_there_is_adopted_not_resent(tmp_path) -> None:
+    # The recorded create reply names "replicate-internal/llama-3-8b-instruct-int8-triton":
+    # the reply is lost (the connection drops after the request went out), the account's list
+    # holds the recorded prediction, and the engine adopts it by endpoint + input.
+    (create, reply), _ = [(i, b) for i, b in RECORDED
+                          if i.cassette == "test_predictions_create_by_model[True].yaml"]
+    model = "meta/meta-llama-3-8b-instruct"
+    listed = dict(reply, created_at=time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()))
+    finished = dict(listed, status="succeeded", output=["Llamas", " graze"],
+                    completed_at=listed["created_at"], started_at=listed["created_at"],
+                    metrics={"predict_time": 0.5, "input_token_count": 7, "output_token_count": 2})
+    posts = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if request.method == "POST" and path == create.path:
+            posts.append(request)
+            raise httpx.ReadError("connection reset after the request was sent")
+        if path == f"/v1/models/{model}":
+            return httpx.Response(200, json={"owner": "meta", "name": "meta-llama-3-8b-instruct",
+                                             "is_official": True, "latest_version": None})
+        if path == "/v1/predictions":
+            return httpx.Response(200, json={"next": None, "previous": None, "results": [listed]})
+        if path == f"/v1/predictions/{reply['id']}":
+            return httpx.Response(200, json=finished)
+        raise ReplayExhausted(f"{request.method} {path}")
+
+    client = replicate.Client(api_token="r8_test", base_url="https://api.replicate.com",
+                              transport=httpx.MockTransport(handler))
+    res = rb.run(pd.DataFrame({"prompt": ["write a haiku about llamas"]}), model=model,
+                 client=client, cache=str(tmp_path / "cache"), progress=False)
+    assert len(posts) == 1  # sent once, never again
+    assert res["prediction_id"].iloc[0] == reply["id"]
+    assert res["status"].iloc[0] == "succeeded" and res["output"].iloc[0] == "Llamas graze"
 
 
 def test_official_model_create_names_an_internal_model_as_recorded() -> None:

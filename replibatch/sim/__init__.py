@@ -14,10 +14,10 @@ counters. Demo models: ``replibatch/tiny-llama``, ``replibatch/pixel-diffusion``
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from replibatch.sim.cog import BasePredictor, FileInput, Input, OutputFile
-from replibatch.sim.faults import SimOptions
+from replibatch.sim.faults import SimOptions, credit_pairs
 from replibatch.sim.models import (
     HARDWARE,
     SimDeployment,
@@ -54,6 +54,7 @@ def serve(
     models: Iterable[SimModel] | None = None,
     deployments: Iterable[SimDeployment] | None = None,
     api_tokens: Iterable[str] | None = None,
+    credit: Mapping[str, float] | None = None,
     create_rate: float | None = 600.0,
     create_burst: float | None = None,
     read_rate: float | None = 3000.0,
@@ -99,6 +100,9 @@ def serve(
       models=None: the demo models (:func:`default_models`); pass a list to host others.
       deployments=None: the demo deployment (:func:`default_deployments`).
       api_tokens=None: any non-empty Bearer/Token is accepted; a collection restricts it.
+      credit=None: prepaid USD per token, e.g. ``{"r8_a": 0.05}``: each finished prediction is
+      charged its price-table cost to the token that created it; once spent, that token's
+      creates get 402 "Billing required" (the recorded body). Unnamed tokens are unlimited.
       page_size=100: predictions per page of ``GET /v1/predictions`` (newest first, filters
       ``created_after`` / ``created_before``, cursor ``next``; cheap however deep the paging).
       official_internal_names=True: a prediction of an official model created through
@@ -149,8 +153,9 @@ def serve(
       ``ms`` accepted (``0.5s``, ``500ms``); anything else is a 400 and nothing is created.
       Measured in REAL seconds from creation, not scaled by time_scale (like ``metrics`` and
       ``Prefer: wait``, it is time the client sees). cancel_after_minimum=5.0: the spec's
-      minimum; a shorter value is raised to it (the simulator's judgement of the real service:
-      the prediction runs, at most the minimum); set 0 for short test deadlines. When the
+      minimum; a shorter value is raised to it rather than refused (the simulator's judgement
+      of the real service: the create succeeds and the deadline is the minimum); set 0 for
+      short test deadlines. When the
       deadline passes before the prediction started (queue_delay) it ends ``aborted`` with no
       ``started_at`` and no ``predict_time`` (not billed); while processing it ends
       ``canceled`` with ``predict_time`` up to the deadline.
@@ -173,6 +178,7 @@ def serve(
         rates = preset
     options = SimOptions(
         api_tokens=frozenset(api_tokens) if api_tokens is not None else None,
+        credit=credit_pairs(credit) if credit is not None else None,
         create_rate=rates["create_rate"],
         create_burst=rates["create_burst"],
         read_rate=rates["read_rate"],

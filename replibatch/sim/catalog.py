@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from replibatch.sim.models import HARDWARE, ModelRegistry, SimModel
 from replibatch.sim.responses import json_response as _json
 from replibatch.sim.responses import problem
+
+if TYPE_CHECKING:
+    from replibatch.sim.trainings import TrainingService
 
 __all__ = ["CatalogRoutes"]
 
@@ -19,6 +22,7 @@ class CatalogRoutes:
     registry: ModelRegistry
     base_url: str
     runs: dict[str, int]
+    trainings: TrainingService
 
     def _version_json(self, model: SimModel) -> dict[str, Any]:
         return {"id": model.version_id, "created_at": model.created_at,
@@ -50,6 +54,10 @@ class CatalogRoutes:
 
     async def get_model(self, request: web.Request) -> web.StreamResponse:
         model = self._model(request)
+        ref = f"{request.match_info['owner']}/{request.match_info['name']}"
+        created = self.trainings.model_json(ref)
+        if created is not None:  # made by POST /v1/models, no version yet
+            return _json(created)
         if model is None:
             return problem(404, "Not found", f"Model not found: {request.match_info['owner']}/"
                            f"{request.match_info['name']}")
@@ -59,12 +67,15 @@ class CatalogRoutes:
         model = self._model(request)
         if model is None:
             return problem(404, "Not found", "Model not found")
-        results = [] if model.official else [self._version_json(model)]
+        # Newest first; a trained model has one version per training that pushed to it.
+        versions = [m for m in self.registry.by_version.values() if m.ref == model.ref]
+        results = [] if model.official else [self._version_json(m) for m in reversed(versions)]
         return _json({"next": None, "previous": None, "results": results})
 
     async def get_version(self, request: web.Request) -> web.StreamResponse:
-        model = self._model(request)
-        if model is None or model.official or request.match_info["version_id"] != model.version_id:
+        model = self.registry.by_version.get(request.match_info["version_id"])
+        ref = f"{request.match_info['owner']}/{request.match_info['name']}"
+        if model is None or model.official or model.ref != ref:
             return problem(404, "Not found", "Version not found")
         return _json(self._version_json(model))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 import re
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ class SimOptions:
     """
 
     api_tokens: frozenset[str] | None = None
+    credit: tuple[tuple[str, float], ...] | None = None  # (token, USD) pairs; see sim/credit.py
     create_rate: float | None = 600.0
     create_burst: float | None = None
     read_rate: float | None = 3000.0
@@ -57,6 +59,9 @@ class SimOptions:
 
     def checked(self) -> SimOptions:
         """Return self after validating every field; raises ValueError naming the bad one."""
+        for token, usd in self.credit or ():
+            if not token or not isinstance(usd, (int, float)) or math.isnan(usd) or usd < 0:
+                raise ValueError("credit must map non-empty tokens to USD amounts >= 0")
         for name in ("error_rate", "drop_rate", "drop_after_create_rate", "slow_rate",
                      "failure_rate", "error_after_create_rate", "download_error_rate",
                      "download_drop_rate", "download_slow_rate"):
@@ -101,6 +106,8 @@ class SimOptions:
             raise TypeError(f"unknown simulator option(s): {', '.join(unknown)}")
         if "api_tokens" in changes and changes["api_tokens"] is not None:
             changes["api_tokens"] = frozenset(changes["api_tokens"])
+        if "credit" in changes and changes["credit"] is not None:
+            changes["credit"] = credit_pairs(changes["credit"])
         for name in ("error_statuses", "error_after_create_statuses"):
             if name in changes:
                 changes[name] = tuple(changes[name])
@@ -109,10 +116,20 @@ class SimOptions:
     def __repr__(self) -> str:
         # Never show tokens, not even the allowed ones.
         fields = ", ".join(
-            f"{f.name}={'<hidden>' if f.name == 'api_tokens' and self.api_tokens else getattr(self, f.name)!r}"
+            f"{f.name}={'<hidden>' if f.name in ('api_tokens', 'credit') and getattr(self, f.name) else getattr(self, f.name)!r}"
             for f in dataclasses.fields(self)
         )
         return f"SimOptions({fields})"
+
+
+
+def credit_pairs(credit: Any) -> tuple[tuple[str, float], ...]:
+    """``credit=`` as sorted (token, USD) pairs: a mapping or pairs. Raises ValueError."""
+    try:
+        items = dict(credit).items()
+    except (TypeError, ValueError):
+        raise ValueError("credit must be a mapping of token -> USD") from None
+    return tuple(sorted((str(token), float(usd)) for token, usd in items))
 
 
 class FaultDice:

@@ -12,8 +12,10 @@ import urllib.parse
 from typing import Any
 
 from replibatch.filestore import decode_data_uri
+from replibatch.cost import PriceTable, cost_of
 from replibatch.sim.cog import FileInput, OutputFile, call_kwargs, materialize
 from replibatch.sim.delivery import Blob, publish_size
+from replibatch.sim.credit import CreditAccounts
 from replibatch.sim.faults import FaultDice, SimOptions
 from replibatch.sim.models import SimModel
 from replibatch.sim.state import Clock, FileRecord, Prediction, Stats
@@ -30,6 +32,7 @@ class Lifecycle:
 
     options: SimOptions
     stats: Stats
+    credit: CreditAccounts
     clock: Clock
     dice: FaultDice
     base_url: str
@@ -153,11 +156,19 @@ class Lifecycle:
                 if p.first_output is not None:
                     metrics["time_to_first_token"] = round(p.first_output - p.started, 6)
         p.metrics = metrics
+        self._charge(p)
         p.done.set()
         p.notify()
         self.stats.count_finished()
         retention = self.options.retention * self.options.time_scale
         asyncio.get_running_loop().call_later(retention, self._expire, p)
+
+    def _charge(self, p: Prediction) -> None:
+        """Bill the creating token what the price table says this prediction cost."""
+        if p.token is None or self.credit.remaining(p.token) is None:
+            return  # unlimited credit: no need to price it
+        cost, _basis = cost_of(PriceTable.default(), p.model.ref, p.to_json(self.base_url, self.clock))
+        self.credit.charge(p.token, cost)
 
     def _expire(self, p: Prediction) -> None:
         """Delete inputs, outputs, logs and files, as Replicate does an hour after completion."""

@@ -41,7 +41,9 @@ from replibatch.sim.state import (
     iso,
     new_prediction_id,
 )
+from replibatch.sim.credit import CreditAccounts, request_token
 from replibatch.sim.streams import StreamRoutes
+from replibatch.sim.trainings import TrainingService
 
 __all__ = ["SimServer", "problem"]
 
@@ -88,7 +90,9 @@ class _SimApp(Lifecycle, CatalogRoutes, FileRoutes, StreamRoutes):
         self.blobs: dict[str, Blob] = {}
         self.runs: dict[str, int] = {}
         self.limits = Limits(options)
+        self.credit = CreditAccounts(dict(options.credit or ()))
         self.runner: web.AppRunner | None = None
+        self.trainings = TrainingService(self)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def application(self) -> web.Application:
@@ -114,6 +118,7 @@ class _SimApp(Lifecycle, CatalogRoutes, FileRoutes, StreamRoutes):
         r.add_get("/v1/account", self.get_account)
         r.add_get("/v1/streams/{prediction_id}", self.stream_prediction)
         r.add_get("/delivery/{prediction_id}/{filename}", self.delivery)
+        self.trainings.add_routes(r)
         return app
 
     async def start(self, host: str, port: int) -> str:
@@ -133,12 +138,14 @@ class _SimApp(Lifecycle, CatalogRoutes, FileRoutes, StreamRoutes):
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.trainings.stop()
         if self.runner is not None:
             await self.runner.cleanup()
 
     def reconfigure(self, options: SimOptions) -> None:
         old, self.options = self.options, options
         self.limits.reconfigure(options)
+        self.credit.reconfigure(dict(options.credit or ()))
         if old.seed != options.seed:
             self.dice.reseed(options.seed)
 
@@ -172,6 +179,8 @@ class _SimApp(Lifecycle, CatalogRoutes, FileRoutes, StreamRoutes):
         if not self._authorized(request):
             return web.Response(status=401, body=_UNAUTHENTICATED,
                                 content_type="application/problem+json")
+        if is_create and (unpaid := self.credit.refused(request_token(request))) is not None:
+            return unpaid
         admission = self.limits.admit(is_create)
         if admission.refused is not None:
             return admission.refused
@@ -197,9 +206,8 @@ class _SimApp(Lifecycle, CatalogRoutes, FileRoutes, StreamRoutes):
             return problem(exc.status, exc.reason, f"{exc.reason}: {request.method} {request.path}")
 
     def _authorized(self, request: web.Request) -> bool:
-        scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
-        token = token.strip()
-        if scheme.lower() not in ("bearer", "token") or not token:
+        token = request_token(request)
+        if token is None:
             return False
         allowed = self.options.api_tokens
         return allowed is None or token in allowed
@@ -298,6 +306,7 @@ class _SimApp(Lifecycle, CatalogRoutes, FileRoutes, StreamRoutes):
             stream=model.streams,
             reported_model=(internal_model_name(model.owner, model.name)
                             if official and o.official_internal_names else None),
+            token=request_token(request),
         )
         self.predictions[prediction.id] = prediction
         self.order.append(prediction)
@@ -421,6 +430,16 @@ class SimServer:
     def models(self) -> dict[str, SimModel]:
         """Hosted models by ``owner/name`` (``hardware``, ``pricing``, ``version_id`` ...)."""
         return dict(self.registry.models)
+
+    @property
+    def credit(self) -> CreditAccounts:
+        """Prepaid credit by token (``credit=``): ``remaining(token)``, ``charged()``."""
+        return self._app.credit
+
+    @property
+    def trainings(self) -> TrainingService:
+        """Trainings, created models and their counters (``trainings.stats``)."""
+        return self._app.trainings
 
     @property
     def deployments(self) -> dict[str, SimDeployment]:

@@ -82,6 +82,7 @@ class Prediction:
     data_removed: bool = False
     file_keys: list[str] = field(default_factory=list)
     token_counts: tuple[int, int] | None = None
+    token: str | None = None  # who created it: charged for it (never in the JSON)
     deadline: float | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
     updated: asyncio.Event = field(default_factory=asyncio.Event)
