@@ -92,10 +92,11 @@ class ThrottleLearner:
         self._full_at = at
 
     def _count(self, start: float, end: float) -> int:
-        """Sends strictly after `start` and before `end` that were not refused (those still
-        unanswered included); without `sent` records, the accepted ones."""
+        """Sends after `start` and up to `end` (ties included: a burst leaves at one instant)
+        that were not refused (those still unanswered included); without `sent` records, the
+        accepted ones."""
         def between(times: list[float]) -> int:
-            return bisect.bisect_left(times, end) - bisect.bisect_right(times, start)
+            return bisect.bisect_right(times, end) - bisect.bisect_right(times, start)
 
         if not self._sent:
             return between(self._accepted)

@@ -49,7 +49,7 @@ def test_many_predictions_in_flight_are_polled_by_list_pages(monkeypatch):
     # A finish is noticed soon after the server's completed_at (same machine, same clock).
     server_done = [datetime.fromisoformat(t.replace("Z", "+00:00")).timestamp() for t in finished]
     late = res["completed_at"].to_numpy() - server_done
-    assert late.max() < 3.0, pd.Series(late).describe()
+    assert late.max() < 5.0, pd.Series(late).describe()  # generous: a loaded 2-core machine
 
 
 def test_a_few_predictions_are_polled_one_get_each(monkeypatch):
@@ -113,8 +113,9 @@ def test_two_schedules_on_one_directory_share_one_rate(tmp_path: Path):
     account = account_fingerprint("r8_secret", "http://127.0.0.1:1")
     a = SharedSchedule(tmp_path, account, "create", wall=wall)
     b = SharedSchedule(tmp_path, account, "create", wall=wall)
-    waits = [(a if i % 2 else b).claim(6000) for i in range(10)]  # both at the account's rate
-    assert waits == [pytest.approx(i * 0.01) for i in range(10)]  # one rate between them
+    waits = [(a if i % 2 else b).claim(6000) for i in range(40)]  # both at the account's rate
+    # one rate between them: after a catch-up burst of 0.1 s worth, slots 0.01 s apart
+    assert waits == [pytest.approx(max(0.0, i * 0.01 - 0.1), abs=1e-6) for i in range(40)]
     assert "r8_secret" not in account and not any("r8_secret" in p.name for p in tmp_path.rglob("*"))
     other = SharedSchedule(tmp_path, account_fingerprint("r8_other", "http://127.0.0.1:1"), "create", wall=wall)
     assert other.claim(6000) == 0.0  # another account has its own limits
@@ -129,8 +130,8 @@ def test_a_pause_and_a_learned_rate_hold_for_every_process(tmp_path: Path):
     a.learned(600)
     assert b.shared_rate() == 600
     wall.now += 10
-    first, second = b.claim(6000), b.claim(6000)
-    assert second - first == pytest.approx(0.1)  # the other process's learned 600/min
+    claims = [b.claim(6000) for _ in range(3)]  # after the 0.1 s catch-up, 0.1 s apart
+    assert claims[2] - claims[1] == pytest.approx(0.1)  # the other process's learned 600/min
     wall.now += 1000
     assert b.shared_rate() is None  # stale: no longer imposed
 
