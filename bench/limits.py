@@ -39,10 +39,9 @@ import pandas as pd
 import replicate
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from throughput import MODEL, TOKEN, Sim, _inputs  # noqa: E402
+from throughput import MODEL, TOKEN, Sim, _inputs
 
-import replibatch as rb  # noqa: E402
-
+import replibatch as rb
 
 OURS_ONLY = False
 
@@ -84,7 +83,7 @@ def run_official(url: str, rows: int, semaphore: int, cap: float | None = None) 
 
         started = time.perf_counter()
         tasks = [asyncio.ensure_future(one(p)) for p in _inputs(rows)]
-        finished, pending = await asyncio.wait(tasks, timeout=cap)
+        _, pending = await asyncio.wait(tasks, timeout=cap)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)

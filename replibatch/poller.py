@@ -242,7 +242,12 @@ class Poller:
             nxt = body.get("next")
             if not wanted or not nxt or pages >= _MAX_PAGES:
                 break
-            reply = await self._read(lambda url=nxt: self._edge.list_predictions(cursor_url=url))
+            url: str = nxt
+
+            async def following(url: str = url) -> ApiReply:
+                return await self._edge.list_predictions(cursor_url=url)
+
+            reply = await self._read(following)
             pages += 1
         self.stats.pages += pages
         missing = [self._watches[i] for i in wanted if i in self._watches]

@@ -71,6 +71,7 @@ class SharedSchedule:
         self._wall = wall
         self.enabled = True
         self._fd: int | None = None
+        self._lock: FileLock | None = None
         try:
             folder.mkdir(parents=True, exist_ok=True)
             if fcntl is not None:
@@ -161,7 +162,8 @@ class SharedSchedule:
                 finally:
                     fcntl.flock(self._fd, fcntl.LOCK_UN)
                 return
-            with self._lock:  # pragma: no cover - Windows
+            assert self._lock is not None  # pragma: no cover - Windows
+            with self._lock:  # pragma: no cover
                 state = self._read()
                 change(state)
                 self._path.write_bytes(json.dumps(state.__dict__).encode().ljust(_RECORD))
