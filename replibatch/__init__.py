@@ -9,7 +9,7 @@ version and input, and returned as the input frame plus output, status, timing a
 """
 
 from . import accessor as _accessor  # noqa: F401 - registers df.replibatch
-from . import plot
+from . import plot, scorers
 from .browse import browse
 from .cache import CacheInfo, ResultCache, cache_info, clear_cache
 from .compare import Comparison, compare
@@ -19,9 +19,14 @@ from .errors import (
     ReplibatchError,
     ReplicateAPIError,
 )
+from .diff import diff
 from .estimate import estimate
 from .grid import grid
+from .judge import ajudge, judge
+from .leaderboard import Leaderboard, leaderboard
+from .ratings import rate, ratings
 from .runner import arun, run
+from .score import score
 from .spend import set_budget, spend
 
 __version__ = "0.1.0"
@@ -31,19 +36,28 @@ __all__ = [
     "CacheInfo",
     "Comparison",
     "ConfigurationError",
+    "Leaderboard",
     "ReplibatchError",
     "ReplicateAPIError",
     "ResultCache",
     "__version__",
+    "ajudge",
     "arun",
     "browse",
     "cache_info",
     "clear_cache",
     "compare",
+    "diff",
     "estimate",
     "grid",
+    "judge",
+    "leaderboard",
     "plot",
+    "rate",
+    "ratings",
     "run",
+    "score",
+    "scorers",
     "set_budget",
     "spend",
 ]

@@ -21,6 +21,8 @@ import pandas as pd
 from .compare import RESULT_COLUMNS, _key_part, compare, format_seconds
 from .errors import ConfigurationError
 from .media import CSS, MediaRenderer, is_missing, local_path
+from .rating_widgets import RatingControls
+from .score import evaluation_columns
 from .summary import format_usd
 
 __all__ = ["Browser", "browse"]
@@ -142,7 +144,9 @@ class Browser:
         self.max_px = max_px
         self._renderer = MediaRenderer(max_text=None, max_px=max_px)
         self._full_renderer = MediaRenderer(max_text=None, max_px=None)
-        self.parameters = [c for c in res.columns if c not in RESULT_COLUMNS]
+        # Scores, judgements and ratings are results: shown in their own table, not filtered on.
+        self.scores = evaluation_columns(list(res.columns))
+        self.parameters = [c for c in res.columns if c not in RESULT_COLUMNS and c not in self.scores]
         # Row labels name only what tells rows apart: parameters with more than one value.
         self.varying = [
             c for c in self.parameters if res[c].map(_key_part).nunique(dropna=False) > 1
@@ -210,6 +214,8 @@ class Browser:
         self.rows = widgets.Select(options=[], rows=page_size, layout=widgets.Layout(width="100%"))
         self.rows.observe(self._on_select, names="value")
         self.detail = widgets.HTML()
+        # Thumbs / stars / best for the selected row, saved by cache key (rating_widgets.py).
+        self.rating = RatingControls(res)
         self.widget = _BrowserBox(
             [
                 widgets.HBox(
@@ -219,6 +225,7 @@ class Browser:
                 widgets.HBox([self.prev_button, self.page_label, self.next_button]),
                 self.rows,
                 widgets.HBox([self.prev_row, self.next_row, self.all_models, self.full_size]),
+                *([self.rating.widget] if self.rating.enabled else []),
                 self.detail,
             ]
         )
@@ -296,6 +303,8 @@ class Browser:
             self.detail.value = self.prompt_html(position)
         else:
             self.detail.value = self.row_html(position)
+        if self.rating.enabled:
+            self.rating.show(position)
 
     def step(self, delta: int) -> None:
         """Select the row `delta` places after the selected one among the matches, across pages."""
@@ -388,7 +397,8 @@ class Browser:
             f'<div class="rb-output" style="flex:1 1 480px; min-width:0">{output}</div>'
             '<div style="flex:0 1 auto">'
             f"<b>inputs</b>{table([p for p in self.parameters if not is_missing(row[p])])}"
-            f"<b>result</b>{table(results)}</div></div></div>"
+            + (f"<b>scores</b>{table(self.scores)}" if self.scores else "")
+            + f"<b>result</b>{table(results)}</div></div></div>"
         )
 
 

@@ -272,6 +272,10 @@ def default_cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("replibatch", appauthor=False))
 
 
+# A run stores a result within seconds of downloading its files; ten minutes spares it amply.
+_PRUNE_GRACE_S = 600.0
+
+
 class ResultCache:
     """Results and output files in `directory` (created private to the user if missing).
 
@@ -292,7 +296,7 @@ class ResultCache:
         def unusable(reason: object) -> ConfigurationError:
             return ConfigurationError(
                 f"cache directory {directory} is not usable ({reason}); set {CACHE_DIR_ENV} "
-                "to a writable directory or pass cache=False"
+                "to a writable directory or pass cache=False (--no-cache on the command line)"
             )
 
         try:
@@ -651,8 +655,10 @@ class ResultCache:
 
         `model` is the reference text stored with the entry; `older_than` (seconds or timedelta)
         selects entries stored longer ago than that. With no filter everything goes, output files
-        included; otherwise output files no entry references any more (and untouched for an hour,
-        to spare concurrent runs) are deleted too. Raises ValueError for a negative `older_than`.
+        included; otherwise every output file no entry references any more (and untouched for
+        `_PRUNE_GRACE_S`, to spare a concurrent run that just downloaded it) is deleted too, even
+        when no entry matched: files left by earlier clears are reclaimed then. Raises ValueError
+        for a negative `older_than`.
         """
         if isinstance(older_than, timedelta):
             older_than = older_than.total_seconds()
@@ -683,8 +689,8 @@ class ResultCache:
                 for key in chunk:
                     if self._cache.delete(key) and not key.startswith(_PENDING_PREFIX):
                         removed += 1
-        if removed:
-            self.files.prune(self._referenced_files())
+        # Pruned even when nothing matched: an earlier clear's files may be past the grace now.
+        self.files.prune(self._referenced_files(), grace_seconds=_PRUNE_GRACE_S)
         return removed
 
     def _referenced_files(self) -> set[str]:

@@ -349,6 +349,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--inputs", metavar="COL,COL",
                      help="columns sent as model inputs (default: every column); --param names "
                      "are always sent")
+    run.add_argument("--files", metavar="COL,COL",
+                     help="columns whose cells are local file paths, uploaded as files (inputs "
+                     "the model's schema calls files are uploaded without this; any other text "
+                     "is sent as text)")
     run.add_argument("--repeat", type=_positive(int, "a whole number"), default=1, metavar="N",
                      help="run each combination N times as distinct samples (adds column 'sample')")
     run.add_argument("--out", "-o", metavar="PATH",
@@ -385,6 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
     clear.add_argument("--model", metavar="MODEL", help="only results of this model reference")
     clear.add_argument("--older-than", metavar="AGE",
                        help="only results stored longer ago than AGE: 7d, 12h, 30m or seconds")
+    clear.add_argument("--yes", "-y", action="store_true",
+                       help="do not ask before deleting every result (asked only on a terminal)")
 
     from .spend_cli import add_spend_parser
 
@@ -474,7 +480,21 @@ def _cache(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 print(f"  {model or '(unknown model)'}: {count}")
             return 0
         older = parse_duration(args.older_than) if args.older_than is not None else None
+        before = store.info()
+        if args.model is None and older is None and not args.yes and _interactive():
+            # Everything goes, paid results included: ask first (scripts, off a terminal, don't).
+            try:
+                answer = input(
+                    f"delete all {before.entries} cached results and {before.files} output files "
+                    f"in {store.directory}? They were paid for. [y/N] "
+                )
+            except EOFError:
+                answer = ""
+            if answer.strip().lower() not in ("y", "yes"):
+                print("nothing deleted")
+                return 0
         removed = store.clear(model=args.model, older_than=older)
+        freed = max(0, before.files - store.info().files)
     except ConfigurationError as exc:
         raise CliError(f"{exc} (set REPLIBATCH_CACHE_DIR to a writable directory)") from None
     what = []
@@ -483,8 +503,13 @@ def _cache(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.older_than:
         what.append(f"older than {args.older_than}")
     print(f"removed {removed} cached result{'s' if removed != 1 else ''}"
-          + (f" {' '.join(what)}" if what else "") + f" from {store.directory}")
+          + (f" {' '.join(what)}" if what else "") + f" and {freed} output file"
+          + ("s" if freed != 1 else "") + f" no result uses any more, from {store.directory}")
     return 0
+
+
+def _interactive() -> bool:
+    return bool(getattr(sys.stdin, "isatty", lambda: False)())
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -511,6 +536,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.inputs:
         inputs = [c.strip() for c in args.inputs.split(",") if c.strip()]
         inputs += [name for name in params if name not in inputs]
+    files = [c.strip() for c in args.files.split(",") if c.strip()] if args.files else None
+    for name in files or ():
+        if name not in df.columns and name not in params:
+            raise CliError(f"--files names {name!r}, which is not a column of the input")
 
     axes: dict[str, Any] = {}
     if models:
@@ -539,6 +568,7 @@ def _run(args: argparse.Namespace) -> int:
         "cache": not args.no_cache,
         "refresh": args.refresh,
         "progress": False if args.quiet else None,
+        "files": files,
     }
     options = {k: v for k, v in options.items() if v is not None}
     combos = len(frame) // len(df)
@@ -557,7 +587,7 @@ def _run(args: argparse.Namespace) -> int:
             code=1,
         ) from None
     except ConfigurationError as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(_cli_words(str(exc))) from None
     except ReplicateAPIError as exc:
         raise CliError(f"Replicate answered with an error: {exc}", code=1) from None
 
@@ -577,6 +607,11 @@ def _run(args: argparse.Namespace) -> int:
         _say(f"wrote the report to {report_path}", args.quiet)
     _print_summary(res, args.quiet, saved=out_path is not None)
     succeeded = int((res["status"] == "succeeded").sum())
+    invalid = int((res.attrs.get("replibatch") or {}).get("invalid") or 0)
+    if invalid == len(res):
+        _error("every row was refused by the model's input schema, so nothing was sent: fix the "
+               "--param values or the input columns (see the errors above)")
+        return 2
     if succeeded == 0:
         _error("no row succeeded (see the errors above)")
         return 1
@@ -584,12 +619,41 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _checked_target(text: str, option: str) -> Path:
+    """`text` as a path the results can be written to: checked before anything is sent, so a
+    paid run never ends unable to save. Raises CliError naming the option."""
+    import tempfile
+
     path = Path(text)
     if not path.parent.is_dir():
         raise CliError(f"{option} {text!r}: the directory {str(path.parent)!r} does not exist")
     if path.is_dir():
         raise CliError(f"{option} {text!r} is a directory; give a file name")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise CliError(f"{option} {text!r}: the file exists and is not writable")
+    try:
+        # What write_frame does: a temporary file in the same directory, renamed into place.
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".replibatch-check-"):
+            pass
+    except OSError as exc:
+        raise CliError(
+            f"{option} {text!r}: cannot write in {str(path.parent)!r} ({exc.strerror or exc})"
+        ) from None
     return path
+
+
+# Python spellings in library messages, as the command line spells them.
+_CLI_SPELLINGS = (
+    ("cache=False (--no-cache on the command line)", "--no-cache"),
+    ("cache=False", "--no-cache"),
+    ("files=", "--files"),
+    ("model=", "--model "),
+)
+
+
+def _cli_words(message: str) -> str:
+    for python, cli in _CLI_SPELLINGS:
+        message = message.replace(python, cli)
+    return message
 
 
 def _check_columns(
@@ -611,6 +675,15 @@ def _check_columns(
             raise CliError(
                 f"--param {name} is also a column of the input: drop the --param or rename the column"
             )
+    from .frame import ADDED_COLUMNS, MODEL_COLUMN, is_result_frame
+
+    if not is_result_frame(df):
+        for name in df.columns:
+            if name in ADDED_COLUMNS and name != MODEL_COLUMN:
+                raise CliError(
+                    f"the input has a column {name!r}, which is also a result column (the run "
+                    f"would overwrite it): rename it in the input file"
+                )
     if repeat > 1 and "sample" in df.columns:
         raise CliError("--repeat adds a 'sample' column, but the input already has one")
     if inputs is not None:
@@ -634,8 +707,13 @@ def _check_model_ref(text: str) -> None:
 def _check_offline_models(models: list[str]) -> None:
     from .sim import default_deployments, default_models
 
-    hosted = [m.ref for m in default_models()] + [f"deployments/{d.ref}" for d in default_deployments()]
-    unknown = [m for m in models if m.split(":", 1)[0] not in hosted]
+    sim_models = default_models()
+    hosted = [m.ref for m in sim_models] + [f"deployments/{d.ref}" for d in default_deployments()]
+    versions = {m.version_id for m in sim_models if not m.official}
+    unknown = [
+        m for m in models
+        if m.split(":", 1)[0] not in hosted and m.strip().lower() not in versions
+    ]
     if unknown:
         raise CliError(
             f"--offline runs the built-in simulator, which has no model {unknown[0]!r}; "

@@ -449,6 +449,7 @@ def compare(
     sort: str | None = None,
     max_height: str = "75vh",
     footer: bool = True,
+    only_different: bool = False,
 ) -> Comparison:
     """Pivot `res` into a side-by-side view of `values`, one row per `index`, one column per `columns`.
 
@@ -462,6 +463,8 @@ def compare(
     The table scrolls inside its own box of at most `max_height` (a CSS length) so the header row,
     the index column and the footer stay in view. `sort`: a numeric column (``latency_s``,
     ``cost_usd``, a score); rows are ordered by its mean across the row, ``-name`` for descending.
+    With `only_different`, only the index rows whose `values` are not the same in every column
+    are shown (`replibatch.diff.differing_rows`).
 
     Raises ConfigurationError (a ValueError) when a named column is missing from `res`, a
     column is used both as index and as columns, or `sort` names a missing or non-numeric column.
@@ -480,6 +483,10 @@ def compare(
     overlap = set(index_columns) & set(column_columns)
     if overlap:
         raise ConfigurationError(f"column {sorted(overlap)[0]!r} is used as both index and columns")
+    if only_different:
+        from .diff import differing_rows
+
+        res = res[differing_rows(res, index_columns, column_columns, values)]
     return Comparison(
         res,
         index=index_columns,

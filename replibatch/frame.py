@@ -9,9 +9,15 @@ Column roles in the input frame:
 - the model column (``model`` by default, or the column named by ``model=``),
 - ``sample``: the sample index (int >= 0, as made by ``grid(repeat=N)``). It is never a model
   input by default: identical inputs with different samples are distinct runs and cache entries,
-- result columns (``output``, ``status``, ... and the token columns): never inputs by default. A
-  frame that already has them (a result frame run again) gets them overwritten in place,
-- every other column is a model input unless ``inputs=`` says otherwise.
+- result columns (``output``, ``status``, ... and the token columns): never inputs. A result
+  frame run again (`is_result_frame`) gets them overwritten in place. Any other frame with one
+  of them is refused (the run would silently overwrite the user's column),
+- every other column is a model input unless ``inputs=`` says otherwise. Input column names
+  must be strings (MultiIndex columns are refused).
+
+Plain strings stay text: a string is read as a file only in a column named in ``files=`` (or,
+later, where the model's schema says the input is a file: ``schema.shape_input``). Floats are
+kept as floats here; ``shape_input`` turns whole ones into ints where the schema allows.
 """
 
 from __future__ import annotations
@@ -21,19 +27,21 @@ import operator
 import re
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from .cells import MISSING, CellError, convert_cells, is_missing
 from .errors import ConfigurationError
-from .inputs import FileInput, as_file_input, is_uri
+from .inputs import is_uri
 from .refs import ModelRef, parse_model_ref
 
 __all__ = [
     "MODEL_COLUMN",
     "ADDED_COLUMNS",
+    "CACHE_KEY_COLUMN",
     "RESULT_COLUMNS",
     "SAMPLE_COLUMN",
     "STATUSES",
@@ -43,6 +51,7 @@ __all__ = [
     "Plan",
     "assemble",
     "error_row",
+    "is_result_frame",
     "one_line",
     "parse_timestamp",
     "plan_jobs",
@@ -77,8 +86,11 @@ MAX_ERROR_CHARS = 500
 
 TIMELINE_COLUMNS: tuple[str, ...] = ("submitted_at", "completed_at")
 """Client-clock epoch seconds of each row's create and result, added by the runner."""
+CACHE_KEY_COLUMN = "cache_key"
+"""The row's cache key (`replibatch.keys.cache_key`), added by the runner; None when the row
+could not be keyed (its model did not resolve). Ratings are stored under it (ratings.py)."""
 ADDED_COLUMNS: frozenset[str] = frozenset(
-    (MODEL_COLUMN, *RESULT_COLUMNS, *TOKEN_COLUMNS, *TIMELINE_COLUMNS)
+    (MODEL_COLUMN, *RESULT_COLUMNS, *TOKEN_COLUMNS, *TIMELINE_COLUMNS, CACHE_KEY_COLUMN)
 )
 """Every column a run may add to the frame; anything else is the user's."""
 
@@ -87,7 +99,6 @@ ADDED_COLUMNS: frozenset[str] = frozenset(
 _RESERVED_COLUMNS = ADDED_COLUMNS | {SAMPLE_COLUMN}
 _FLOAT_COLUMNS = frozenset(("queue_s", "predict_s", "latency_s", "cost_usd"))
 _INT_TOKEN_COLUMNS = frozenset(("input_token_count", "output_token_count"))
-_MISSING = object()
 
 
 @dataclass
@@ -123,6 +134,7 @@ def plan_jobs(
     df: pd.DataFrame,
     model: str | ModelRef | None = None,
     inputs: Sequence[Hashable] | Mapping[str, Hashable] | str | None = None,
+    files: Sequence[Hashable] | str | None = None,
 ) -> Plan:
     """Turn every row of `df` into a Job; check the whole call first.
 
@@ -130,34 +142,100 @@ def plan_jobs(
     reference used for every row (default: the column ``model``). `inputs`: None for every
     column but the model, ``sample`` and result columns; a list of columns; or a dict mapping
     input name -> column. NaN/None cells are left out of that row's input; numpy/pandas
-    scalars become plain JSON types; files become FileInputs.
+    scalars become plain JSON types; Paths, bytes, file objects and images become FileInputs.
+    `files`: input names (or columns) whose strings are local file paths to send as files.
 
     Raises ConfigurationError (a ValueError) naming the column, row label and value type for: a
-    frame that is not a DataFrame or is empty, no model, an unknown or duplicated column, an
-    unparseable reference, a value that is not JSON, duplicate input names, a bad sample index.
+    frame that is not a DataFrame or is empty, MultiIndex or non-string input column names, a
+    column that collides with a result column (or a ``model`` column with a `model` reference),
+    no model, an unknown or duplicated column, an unparseable reference, a value that cannot be
+    sent (not JSON, a lone surrogate, an integer beyond 64 bits), duplicate input names, a bad
+    sample index, a `files` name that is no input or a cell there that is no existing file.
     """
     if not isinstance(df, pd.DataFrame):
         raise ConfigurationError(f"expected a pandas DataFrame, got {type(df).__name__}")
     if len(df) == 0:
         raise ConfigurationError("the frame is empty: there are no rows to run")
+    if isinstance(df.columns, pd.MultiIndex):
+        raise ConfigurationError(
+            "the frame has MultiIndex columns; input names must be plain strings: flatten them "
+            "first, e.g. df.columns = ['_'.join(map(str, c)) for c in df.columns]"
+        )
+    result_frame = is_result_frame(df)
+    if not result_frame:
+        _check_collisions(df, model)
 
     model_column, refs = _plan_models(df, model)
     input_columns = _input_columns(df, inputs, model_column)
+    file_names = _file_inputs(input_columns, files)
     samples = _samples(df)
 
     converted = [
-        (name, _convert_column(df, column)) for name, column in input_columns.items()
+        (name, _convert_column(df, column, as_files=name in file_names))
+        for name, column in input_columns.items()
     ]
     jobs = []
     for position in range(len(df)):
         row_input = {}
         for name, values in converted:
             value = values[position]
-            if value is not _MISSING:
+            if value is not MISSING:
                 row_input[name] = value
         ref = refs[position]
         jobs.append(Job(position, str(ref), row_input, samples[position], ref))
     return Plan(jobs, model_column, model_column is None, input_columns)
+
+
+def is_result_frame(df: pd.DataFrame) -> bool:
+    """True when `df` is (a part of) a frame a run returned, being run again: it carries the run
+    summary, or it has ``output`` and a ``status`` column holding row statuses (at least one)."""
+    if isinstance(df.attrs.get("replibatch"), Mapping):
+        return True
+    if "output" not in df.columns or "status" not in df.columns:
+        return False
+    statuses = df["status"]
+    if isinstance(statuses, pd.DataFrame):
+        return False
+    known = set(STATUSES) | {"starting", "processing"}
+    present = [value for value in statuses.unique() if not is_missing(value)]
+    return bool(present) and all(isinstance(v, str) and v in known for v in present)
+
+
+def _check_collisions(df: pd.DataFrame, model: Any) -> None:
+    """Refuse user columns the run would overwrite: result columns, or ``model`` when `model`
+    is a reference (the run would replace that column with the reference)."""
+    for column in df.columns:
+        if column in ADDED_COLUMNS and column != MODEL_COLUMN:
+            raise ConfigurationError(
+                f"column {column!r} collides with the result column of the same name, which the "
+                f"run would overwrite: rename it (e.g. df.rename(columns={{{column!r}: "
+                f"{column + '_in'!r}}})) and, if the model has an input of that name, map it with "
+                f"inputs={{{column!r}: {column + '_in'!r}, ...}}"
+            )
+    if model is None or MODEL_COLUMN not in df.columns:
+        return
+    if isinstance(model, ModelRef) or (isinstance(model, str) and model not in df.columns):
+        raise ConfigurationError(
+            f"the frame has a {MODEL_COLUMN!r} column and model={str(model)!r} was given too: drop "
+            f"model= to run the column's models, or rename the column (it would be replaced)"
+        )
+
+
+def _file_inputs(
+    input_columns: Mapping[str, Hashable], files: Sequence[Hashable] | str | None
+) -> set[str]:
+    if files is None:
+        return set()
+    wanted = [files] if isinstance(files, str) else list(files)
+    names = set()
+    for item in wanted:
+        matches = [name for name, column in input_columns.items() if item in (name, column)]
+        if not matches:
+            raise ConfigurationError(
+                f"files= names {item!r}, which is not an input; inputs: {list(input_columns)!r}"
+            )
+        names.update(matches)
+    return names
 
 
 def prediction_row(record: Mapping[str, Any], *, latency_s: float | None = None) -> dict[str, Any]:
@@ -408,7 +486,7 @@ def _plan_models(df: pd.DataFrame, model: str | ModelRef | None) -> tuple[str | 
             except TypeError:
                 ref = None
             if ref is None:
-                if _is_missing(value):
+                if is_missing(value):
                     raise ConfigurationError(
                         f"column {model!r}, row {_label(df, position)!r}: no model reference"
                     )
@@ -441,7 +519,10 @@ def _input_columns(
         pairs = [
             (column, column)
             for column in df.columns
-            if column != model_column and column not in _RESERVED_COLUMNS
+            # `model_column` is None when the model came from the argument: a column named
+            # None is then the user's like any other (and refused below for its name).
+            if (model_column is None or column != model_column)
+            and column not in _RESERVED_COLUMNS
         ]
     elif isinstance(inputs, str):
         pairs = [(inputs, inputs)]
@@ -456,10 +537,22 @@ def _input_columns(
         )
     mapping: dict[str, Hashable] = {}
     for name, column in pairs:
+        if not isinstance(name, str):
+            raise ConfigurationError(
+                f"column {column!r} has a {type(column).__name__} name, but model input names are "
+                f"strings: rename the columns (e.g. df.columns = df.columns.map(str)), or map "
+                f"names to columns with inputs={{'prompt': {column!r}}}"
+            )
         if column not in df.columns:
             raise ConfigurationError(
                 f"input column {column!r} is not in the frame; columns: {list(df.columns)!r}"
             )
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ConfigurationError(
+                f"input name {name!r} holds a lone surrogate and cannot be sent: rename it"
+            ) from None
         name = str(name)
         if name in mapping:
             raise ConfigurationError(f"duplicate input name {name!r}")
@@ -472,7 +565,7 @@ def _samples(df: pd.DataFrame) -> list[int]:
         return [0] * len(df)
     samples = []
     for position, value in enumerate(_column_values(df, SAMPLE_COLUMN)):
-        if _is_missing(value):
+        if is_missing(value):
             samples.append(0)
             continue
         if isinstance(value, (float, np.floating)) and float(value).is_integer():
@@ -490,108 +583,13 @@ def _samples(df: pd.DataFrame) -> list[int]:
     return samples
 
 
-def _is_missing(value: Any) -> bool:
-    if value is None or value is pd.NA or value is pd.NaT:
-        return True
-    if isinstance(value, (float, np.floating)):
-        return math.isnan(value)
-    if isinstance(value, np.datetime64):
-        return bool(np.isnat(value))
-    return False
+def _convert_column(df: pd.DataFrame, column: Hashable, *, as_files: bool = False) -> list[Any]:
+    """The column's cells as JSON values (missing: `MISSING`), see `cells.convert_cells`.
 
-
-def _convert_column(df: pd.DataFrame, column: Hashable) -> list[Any]:
-    values = _column_values(df, column)
-    out = []
-    for position, value in enumerate(values):
-        kind = type(value)
-        # Fast path: the plain types nearly every cell has.
-        if kind is int or kind is bool:
-            out.append(value)
-        elif kind is str and "." not in value and "/" not in value and "\\" not in value:
-            out.append(value)  # no separator and no extension: cannot name a file (inputs.py)
-        elif kind is float:
-            if value != value:
-                out.append(_MISSING)
-            elif math.isinf(value):
-                raise ConfigurationError(
-                    f"column {column!r}, row {_label(df, position)!r}: float {value!r} "
-                    f"cannot be sent as JSON"
-                )
-            else:
-                out.append(int(value) if value.is_integer() and abs(value) < 2**53 else value)
-        elif value is None or _is_missing(value):
-            out.append(_MISSING)
-        else:
-            try:
-                out.append(_to_json(value))
-            except _NotJSON as exc:
-                raise ConfigurationError(
-                    f"column {column!r}, row {_label(df, position)!r}: {exc}"
-                ) from None
-    return out
-
-
-class _NotJSON(Exception):
-    pass
-
-
-def _at(where: str) -> str:
-    return f" at {where}" if where else ""
-
-
-def _to_json(value: Any, where: str = "") -> Any:
-    """`value` as JSON types (FileInputs kept); raises _NotJSON saying what and where."""
-    if isinstance(value, str):
-        text = str(value)
-        return as_file_input(text) or text
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        number = float(value)
-        if not math.isfinite(number):
-            raise _NotJSON(f"{type(value).__name__} {number!r}{_at(where)} cannot be sent as JSON")
-        # pandas turns an int column with a missing cell into floats (24 -> 24.0); a model with
-        # an integer input rejects 24.0, while a float input accepts 24. Keys treat them alike.
-        if number.is_integer() and abs(number) < 2**53:
-            return int(number)
-        return number
-    if isinstance(value, FileInput):
-        return value
-    if isinstance(value, (datetime, date)):  # pd.Timestamp is a datetime
-        return value.isoformat()
-    if isinstance(value, np.datetime64):
-        if np.isnat(value):
-            raise _NotJSON(f"NaT{_at(where)} cannot be sent as JSON")
-        return pd.Timestamp(value).isoformat()
-    if isinstance(value, Mapping):
-        converted = {}
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise _NotJSON(f"dict key {key!r} ({type(key).__name__}){_at(where)} is not a string")
-            converted[str(key)] = _to_json(item, f"{where}[{key!r}]")
-        return converted
-    if isinstance(value, np.ndarray):
-        value = value.tolist()
-    if isinstance(value, (list, tuple)):
-        converted_items = []
-        for index, item in enumerate(value):
-            if item is pd.NA or item is pd.NaT:
-                raise _NotJSON(f"{item!r}{_at(f'{where}[{index}]')} cannot be sent as JSON")
-            converted_items.append(_to_json(item, f"{where}[{index}]"))
-        return converted_items
+    Raises ConfigurationError naming column and row for a cell that cannot be sent."""
     try:
-        file = as_file_input(value)
-    except ConfigurationError as exc:
-        raise _NotJSON(str(exc)) from None
-    if file is not None:
-        return file
-    raise _NotJSON(
-        f"a {type(value).__module__}.{type(value).__qualname__} value{_at(where)} cannot be sent "
-        f"as JSON "
-        f"(use str, numbers, bool, lists, dicts, file paths, bytes or images)"
-    )
+        return convert_cells(_column_values(df, column), as_files=as_files)
+    except CellError as exc:
+        raise ConfigurationError(
+            f"column {column!r}, row {_label(df, exc.position)!r}: {exc}"
+        ) from None

@@ -1,7 +1,13 @@
 """File inputs: local files, bytes and images given as model inputs.
 
-`as_file_input` decides what counts as a file. The rule for strings is deliberately narrow so
-that a prompt is never read from disk by accident: a string is a file only when it
+The file rule: a plain ``str`` is text. It is read from disk and sent as a file only where the
+model's schema says the input is a file (``format: uri``, see ``schema.shape_input``) or where the
+user opted in (``files=[...]`` / ``--files``), and then only when it names an existing local file
+(`path_file_input`). So a prompt column that happens to hold ``~/.ssh/id_rsa`` is sent as text.
+``pathlib.Path`` objects, bytes, binary file objects and PIL images are always files
+(`as_file_input`; a missing Path is an error).
+
+`path_file_input` accepts a string when it
 
 - is a single line without leading/trailing whitespace and shorter than 4096 characters,
 - is not a URL or data URI (anything with ``scheme://`` or starting ``data:`` stays a string),
@@ -9,7 +15,6 @@ that a prompt is never read from disk by accident: a string is a file only when 
   name with an extension (``cat.png``: no spaces, a dot followed by 1-10 letters/digits), and
 - names an existing regular file (``~`` is expanded).
 
-Everything else stays a string. ``pathlib.Path`` objects are always files (missing -> error).
 Files are identified by the SHA-256 of their bytes; a path's bytes are read when needed rather
 than held in memory, so a frame of many large files stays small.
 """
@@ -29,6 +34,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import ConfigurationError
+from .filestore import OutputFile
 from .filetypes import sniff
 
 __all__ = [
@@ -39,6 +45,7 @@ __all__ = [
     "data_uri",
     "is_uri",
     "map_files",
+    "path_file_input",
 ]
 
 SMALL_FILE_BYTES = 256 * 1024
@@ -120,15 +127,18 @@ class FileInput:
 def as_file_input(value: Any) -> FileInput | None:
     """`value` as a FileInput when it is a file (see the module docstring), else None.
 
-    Recognised: FileInput, pathlib.Path, a string naming an existing file, bytes / bytearray /
-    memoryview, a binary file object (read once, from its current position), a PIL image (PNG).
-    Raises ConfigurationError for a Path that is not a readable file, or a file object that is
-    not binary.
+    Recognised: FileInput, pathlib.Path, bytes / bytearray / memoryview, a binary file object
+    (read once, from its current position), a PIL image (PNG), an `OutputFile` of the store (an
+    earlier run's output, chained into another model). A plain string is never a file
+    here (see `path_file_input`). Raises ConfigurationError for a Path that is not a readable
+    file, or a file object that is not binary.
     """
     if isinstance(value, FileInput):
         return value
+    if isinstance(value, OutputFile):
+        return FileInput.from_path(value)  # a file in our store (an earlier run's output)
     if isinstance(value, str):
-        return FileInput.from_path(value) if _looks_like_existing_file(value) else None
+        return None
     if isinstance(value, os.PathLike):
         return FileInput.from_path(value)
     if isinstance(value, (bytes, bytearray, memoryview)):
@@ -151,6 +161,15 @@ def as_file_input(value: Any) -> FileInput | None:
         filename = os.path.basename(name) if isinstance(name, str) else None
         return FileInput.from_bytes(bytes(data), filename=filename or None)
     return None
+
+
+def path_file_input(text: str) -> FileInput | None:
+    """The FileInput for a string that names an existing local file (see the module docstring
+    for what looks like a path), else None. Only called where a file is meant.
+
+    Raises ConfigurationError when the file exists but cannot be read.
+    """
+    return FileInput.from_path(text) if _looks_like_existing_file(text) else None
 
 
 def data_uri(file: FileInput) -> str:

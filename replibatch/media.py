@@ -12,10 +12,10 @@ import html
 import io
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
+from .filestore import OutputFile
 from .filetypes import TYPE_BY_SUFFIX, sniff
 from .theme import PALETTE_CSS
 
@@ -105,21 +105,13 @@ def is_url(value: Any) -> bool:
 def local_path(value: Any) -> Path | None:
     """The existing local file `value` names, or None.
 
-    Accepts os.PathLike objects, str subclasses with a ``.path`` attribute (file-store outputs)
-    and absolute path strings; URLs, relative strings and missing files give None.
+    Only files of our store are embedded: an `OutputFile` (what a run's file outputs are). A
+    plain string or Path is not: a model's text output, or a prompt, can be
+    "/home/me/.ssh/id_rsa". Missing files give None.
     """
-    if isinstance(value, os.PathLike):
-        candidate = Path(value)
-    elif isinstance(value, str):
-        raw = getattr(value, "path", None)
-        text = str(raw) if raw is not None else str(value)
-        if is_url(text) or "\n" in text or len(text) > 4096:
-            return None
-        candidate = Path(text)
-        if not candidate.is_absolute():
-            return None
-    else:
-        return None
+    if not isinstance(value, OutputFile):
+        return None  # text, never read from disk
+    candidate = value.path
     try:
         return candidate if candidate.is_file() else None
     except (OSError, ValueError):

@@ -42,6 +42,7 @@ __all__ = [
     "latency",
     "latency_groups",
     "peak_in_flight",
+    "score_vs_cost",
     "timeline",
     "timeline_spans",
 ]
@@ -676,3 +677,6 @@ def timeline(
     ax.set_title(f"Run timeline: {n} predictions, peak {peak_in_flight(spans)} in flight{rate}"
                  f"{_note(dropped, 'cached or not submitted')}")
     return ax
+
+
+from .plot_eval import score_vs_cost  # noqa: E402 - the evaluation plot lives in its own module

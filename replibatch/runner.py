@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -72,6 +72,7 @@ from .refs import ModelRef, parse_model_ref
 from .progress import open_progress
 from .reserve import Hold, Seen, plan_hold, work_size
 from .runsummary import RunSummary
+from .schema import InputSchema, promote_files, shape_input
 from .summary import summarize
 
 __all__ = ["DEFAULT_CONCURRENCY", "arun", "run"]
@@ -97,6 +98,9 @@ class Target:
     ident: str  # version id, "owner/name" or "owner/name" of the deployment
     identity: str  # the resolved version (or official model name) that keys the cache
     model_name: str | None  # "owner/name" when known, for cost lookups
+    # The version's input schema, when the service published one (rows are checked against it
+    # before anything is sent); None: inputs go as they are and the service validates.
+    schema: InputSchema | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass
@@ -112,6 +116,7 @@ class _RunState:
     failed: int = 0
     shared: int = 0
     cached: int = 0
+    invalid: int = 0  # rows the input schema refused: nothing was sent for them
     spent: float = 0.0
 
 
@@ -371,6 +376,8 @@ class _Engine:
     async def _resolve_one(self, ref: ModelRef) -> Target:
         if ref.kind == "version":
             name = f"{ref.owner}/{ref.name}" if ref.owner else None
+            # No request: a fully cached run of a pinned version needs none. Its schema is read
+            # later, for the rows the cache lacks (`_execute`); a bare id has no schema to read.
             return Target("version", ref.version, ref.version, name)
         name = f"{ref.owner}/{ref.name}"
         if ref.kind == "deployment":
@@ -378,15 +385,35 @@ class _Engine:
             release = (reply.body or {}).get("current_release") or {}
             version = release.get("version") or name
             model = release.get("model") or None
-            return Target("deployment", name, f"deployments/{name}@{version}", model)
+            # The release names its model and version; that version's schema checks the rows.
+            schema = await self._version_schema(model, version) if model and version != name else None
+            return Target("deployment", name, f"deployments/{name}@{version}", model, schema)
         reply = await self._read(lambda: self.edge.request("GET", f"/v1/models/{name}"))
         body = reply.body or {}
-        latest = (body.get("latest_version") or {}).get("id")
+        latest_version = body.get("latest_version") or {}
+        latest = latest_version.get("id")
+        # models-get.yaml: latest_version carries the version's openapi_schema.
+        schema = InputSchema.from_openapi(latest_version.get("openapi_schema"))
         if body.get("is_official") or not latest:
             # Official models run through the model endpoint; they are keyed by their latest
             # version when they expose one, so a new release still misses the cache.
-            return Target("model", name, latest or name, name)
-        return Target("version", latest, latest, name)
+            return Target("model", name, latest or name, name, schema)
+        return Target("version", latest, latest, name, schema)
+
+    async def _version_schema(self, model: str | None, version: str | None) -> InputSchema | None:
+        """The input schema of `model`'s `version` (GET /v1/models/{o}/{n}/versions/{id}), or
+        None when it cannot be read: the service then validates the input itself."""
+        if not model or not version:
+            return None
+        try:
+            reply = await self._read(
+                lambda: self.edge.request("GET", f"/v1/models/{model}/versions/{version}")
+            )
+        except AuthenticationError:
+            raise
+        except ReplicateAPIError:
+            return None
+        return InputSchema.from_openapi((reply.body or {}).get("openapi_schema"))
 
     # -- inputs ------------------------------------------------------------------------------
 
@@ -867,6 +894,7 @@ async def arun(
     prices: Any = None,
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
     download_timeout: float = DEFAULT_DOWNLOAD_TIMEOUT,
+    files: list[str] | str | None = None,
 ) -> pd.DataFrame:
     """Run every row of ``df`` as a Replicate prediction; return ``df`` plus result columns.
 
@@ -876,7 +904,7 @@ async def arun(
     concurrency = _validate_options(concurrency, rate_limit, timeout, retries, max_cost)
     downloads = DownloadLimits(max_file_bytes, download_timeout)
     with gc_paused(len(df)):
-        plan = frames.plan_jobs(df, model=model, inputs=inputs)
+        plan = frames.plan_jobs(df, model=model, inputs=inputs, files=files)
     table = PriceTable.default().with_overrides(prices=prices, hardware=hardware)
     store = await anyio.to_thread.run_sync(open_cache, cache)
     started = time.monotonic()
@@ -917,7 +945,13 @@ async def arun(
     for column in frames.TIMELINE_COLUMNS:
         # numpy reads None as NaN in a float array: cached and never-sent rows have no times.
         result[column] = np.array([row.get(column) if row else None for row in rows], dtype=float)
+    # Each row's cache key (None when it could not be keyed): ratings are stored under it.
+    result[frames.CACHE_KEY_COLUMN] = pd.Series(
+        [row.get(frames.CACHE_KEY_COLUMN) if row else None for row in rows],
+        index=result.index, dtype=object,
+    )
     summary = RunSummary(summarize(result, time.monotonic() - started))
+    summary["invalid"] = engine.state.invalid
     summary["create_rate_per_minute"] = engine.creates.ceiling_per_minute
     summary["create_rate_learned_per_minute"] = engine.creates.rate_per_minute
     summary["throttle_episodes"] = engine.creates.episodes
@@ -944,32 +978,55 @@ async def _execute(engine: _Engine, plan: frames.Plan) -> list[dict]:
         engine.edge.require_token()
     targets = await engine.resolve(distinct)
 
+    # Files first: a string the schema calls a file is keyed (and sent) by its content. The
+    # rest of the schema is checked below, only for the rows the cache cannot serve. Pinned
+    # "owner/name:version" rows are keyed before their schema is read (only rows the cache
+    # lacks need it): their files are promoted, and they are keyed again, once it is known.
+    late = {m for m in distinct if (r := parse_model_ref(m)).kind == "version" and r.owner}
+    late_rows: list[int] = []
     for i, job in enumerate(jobs):
         target = targets[job.model]
         if isinstance(target, ReplicateAPIError):
             rows[i] = frames.error_row("error", f"{job.model}: {target}")
+            continue
+        if job.model in late:
+            late_rows.append(i)
+        _promote(engine, job, target, rows, i)
 
     pending: dict[int, dict] = {}
     # Keyed with or without a cache: identical jobs share one prediction either way.
-    with gc_paused(len(jobs)):
-        for i, job in enumerate(jobs):
-            target = targets[job.model]
-            if rows[i] is None and isinstance(target, Target):
-                keys[i] = cache_key(target.identity, job.input, job.sample)
+    await _lookup(engine, jobs, targets, keys, rows, range(len(jobs)))
+    late_misses = [i for i in late_rows if rows[i] is None]
+    if late_misses and engine.edge.has_token:
+        for model in {jobs[i].model for i in late_misses}:
+            target = targets[model]
+            assert isinstance(target, Target)
+            schema = await engine._version_schema(target.model_name, target.ident)
+            targets[model] = replace(target, schema=schema)
+        rekey = []
+        for i in late_misses:
+            job = jobs[i]
+            pinned = targets[job.model]
+            assert isinstance(pinned, Target)
+            _promote(engine, job, pinned, rows, i)
+            if rows[i] is None and keys[i] is not None:
+                key = cache_key(pinned.identity, job.input, job.sample)
+                if key != keys[i]:  # a path became a file: it is keyed by its content
+                    keys[i] = key
+                    rekey.append(i)
+        if rekey:
+            await _lookup(engine, jobs, targets, keys, rows, rekey)
     if engine.cache is not None:
-        wanted = [k for k in keys if k is not None]
-        hits = {} if engine.refresh else await anyio.to_thread.run_sync(engine.cache.get_many, wanted)
-        for i, key in enumerate(keys):
-            if key is not None and rows[i] is None:
-                entry = hits.get(key)
-                if entry is not None:
-                    rows[i] = _cached_row(entry)
         misses = [keys[i] for i in range(len(jobs)) if keys[i] is not None and rows[i] is None]
         if misses:
             found = await anyio.to_thread.run_sync(engine.cache.pending_many, misses)
             for i, key in enumerate(keys):
                 if key in found and rows[i] is None:
                     pending[i] = found[key]
+    for i, job in enumerate(jobs):
+        if rows[i] is None:
+            # A row with a marker was sent by an earlier run: it re-attaches, never refused.
+            _shape(engine, job, targets[job.model], rows, i, refuse=i not in pending)  # type: ignore[arg-type]
     engine.state.cached = sum(1 for r in rows if r is not None and r.get("cached"))
 
     todo = [i for i in range(len(jobs)) if rows[i] is None]
@@ -1009,7 +1066,54 @@ async def _execute(engine: _Engine, plan: frames.Plan) -> list[dict]:
             rows[i] = shared_row(rows[leader] or {}, leader)
             if bar is not None:
                 bar.tick(rows[i], jobs[i].input)
+    # Identical jobs share a row's values and also its key: each row carries the key it has.
+    for i, key in enumerate(keys):
+        if rows[i] is not None:
+            rows[i][frames.CACHE_KEY_COLUMN] = key  # type: ignore[index]
     return [row for row in rows]  # type: ignore[misc]
+
+
+def _refuse(engine: _Engine, rows: list, i: int, problems: list[str]) -> None:
+    rows[i] = frames.error_row("error", "invalid input: " + "; ".join(problems))
+    engine.state.invalid += 1
+
+
+def _promote(engine: _Engine, job: frames.Job, target: Target, rows: list, i: int) -> None:
+    """Turn the paths of the schema's file inputs into files (before keying the row)."""
+    promoted, problems = promote_files(job.input, target.schema)
+    if promoted is not job.input:
+        job.input = dict(promoted)
+    if problems:
+        _refuse(engine, rows, i, problems)
+
+
+def _shape(
+    engine: _Engine, job: frames.Job, target: Target, rows: list, i: int, *, refuse: bool = True
+) -> None:
+    """Shape the job's input for its schema; a row the schema refuses ends ``error`` here."""
+    job.input, problems = shape_input(job.input, target.schema)
+    if problems and refuse:
+        _refuse(engine, rows, i, problems)
+
+
+async def _lookup(
+    engine: _Engine, jobs: list, targets: dict, keys: list, rows: list, positions: Any
+) -> None:
+    """Key the rows at `positions` still open and fill in those the cache holds (if any)."""
+    with gc_paused(len(jobs)):
+        for i in positions:
+            if rows[i] is None and keys[i] is None:
+                job = jobs[i]
+                keys[i] = cache_key(targets[job.model].identity, job.input, job.sample)
+    wanted = [keys[i] for i in positions if keys[i] is not None and rows[i] is None]
+    if engine.cache is None or engine.refresh or not wanted:
+        return
+    hits = await anyio.to_thread.run_sync(engine.cache.get_many, wanted)
+    for i in positions:
+        if keys[i] is not None and rows[i] is None:
+            entry = hits.get(keys[i])
+            if entry is not None:
+                rows[i] = _cached_row(entry)
 
 
 async def _run_into(engine, rows, i, job, target, key, pending, bar) -> None:  # noqa: ANN001

@@ -68,7 +68,11 @@ def format_summary(summary: Mapping[str, Any]) -> str:
 
     Wall times under a second read in milliseconds and leave out the rate (``55 ms``)."""
     counts = [f"{summary['succeeded']} succeeded"]
-    counts += [f"{count} {status}" for status, count in summary.get("by_status", {}).items()]
+    invalid = summary.get("invalid") or 0
+    counts += [
+        f"{count} {status}" + (f" ({invalid} invalid input, not sent)" if status == "error" and invalid else "")
+        for status, count in summary.get("by_status", {}).items()
+    ]
     if summary.get("cached"):
         counts.append(f"{summary['cached']} cached")
     if summary.get("shared"):

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from replibatch.browse import ALL, Browser, browse
+from replibatch.filestore import OutputFile
 from replibatch.errors import ConfigurationError
 
 SCRIPT = "<script>alert(1)</script>"
@@ -31,7 +32,7 @@ def res(image):
         for temperature in (0.2, 0.8):
             for seed in range(3):
                 failed = model == "acme/text" and temperature == 0.8 and seed == 2
-                output = str(image) if model == "acme/image" else f"t={temperature} s={seed} {SCRIPT}"
+                output = OutputFile(image) if model == "acme/image" else f"t={temperature} s={seed} {SCRIPT}"
                 rows.append({
                     "prompt": "draw <b>a cat</b>", "temperature": temperature, "seed": seed,
                     "model": model, "output": None if failed else output,
@@ -40,7 +41,10 @@ def res(image):
                     "version": "v1", "queue_s": 0.5, "predict_s": 1.5, "latency_s": 2.25,
                     "cost_usd": 0.0042, "cost_basis": "predict_time", "cached": seed == 0,
                 })
-    return pd.DataFrame(rows, index=[f"r{i}" for i in range(len(rows))])
+    df = pd.DataFrame(rows, index=[f"r{i}" for i in range(len(rows))])
+    # As run builds it: object, so the stored files keep their OutputFile type under pandas 3.
+    df["output"] = pd.Series([row["output"] for row in rows], index=df.index, dtype=object)
+    return df
 
 
 def test_browse_returns_a_widget_backed_by_a_browser(res):

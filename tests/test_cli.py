@@ -199,13 +199,14 @@ def test_second_run_is_served_from_cache_and_no_cache_skips_it(prompts: Path) ->
     assert cached == {"a.jsonl": [False, False], "b.jsonl": [True, True], "c.jsonl": [False, False]}
 
 
-def test_nothing_succeeded_exits_1(prompts: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_every_row_invalid_exits_2(prompts: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["run", str(prompts), "--model", TINY, "--param", "temperature=5", "--offline",
                  "--out", "r.csv", *FAST])
-    assert code == 1
+    assert code == 2
     captured = capsys.readouterr()
-    assert "2 rows: 0 succeeded, 2 error" in captured.out
-    assert "less than or equal to 2" in captured.out  # the reason, even with --quiet
+    assert "2 rows: 0 succeeded, 2 error (2 invalid input, not sent)" in captured.out
+    assert "every row was refused by the model's input schema, so nothing was sent" in captured.err
+    assert "input.temperature: 5 is more than the maximum 2" in captured.out  # even with --quiet
     assert len(read_frame("r.csv")) == 2
 
 

@@ -11,17 +11,14 @@ from PIL import Image
 
 from replibatch.compare import Comparison, compare
 from replibatch.errors import ConfigurationError
+from replibatch.filestore import OutputFile
 
 DATA_URI = re.compile(r'src="data:([^;"]+);base64,([^"]+)"')
 SCRIPT = "<script>alert(1)</script>"
 
 
-class StoredPath(str):
-    """Like the file store's outputs: a str with a `.path`."""
-
-    @property
-    def path(self) -> str:
-        return str(self)
+def StoredPath(path) -> OutputFile:  # noqa: N802 - the file store's outputs
+    return OutputFile(path)
 
 
 def _png(path, size=(64, 48), colour=(200, 30, 30)) -> bytes:
@@ -36,6 +33,14 @@ def _wav(path) -> bytes:
         out.setframerate(8000)
         out.writeframes(b"\x00\x01" * 800)
     return path.read_bytes()
+
+
+def _frame(rows):
+    """A result frame as `run` builds it: `output` stays object (pandas 3 would make an all-text
+    column "str", which drops the OutputFile type of stored files)."""
+    df = pd.DataFrame(rows)
+    df["output"] = pd.Series([row["output"] for row in rows], index=df.index, dtype=object)
+    return df
 
 
 def _row(prompt, model, output, **overrides):
@@ -63,7 +68,7 @@ def res(tmp_path):
     small = tmp_path / "files" / "ab" / "abcd.png"
     small.parent.mkdir(parents=True)
     _png(small)
-    return pd.DataFrame(
+    return _frame(
         [
             _row("a cat", "acme/text", SCRIPT),
             _row("a cat", "acme/image", StoredPath(small), cached=True),
@@ -105,18 +110,18 @@ def test_media_are_embedded_and_survive_the_file_store(res, tmp_path):
         file.unlink()
     page = out.read_text(encoding="utf-8")
     embedded = DATA_URI.findall(page)
-    assert len(embedded) == 2  # the StoredPath row and the plain path row
+    assert len(embedded) == 1  # the store's file; the plain string naming the same file is text
     for mime, payload in embedded:
         assert mime == "image/png"
         assert base64.b64decode(payload) == original  # small: embedded byte for byte
-    assert page.count("<img") == 2
+    assert page.count("<img") == 1
 
 
 def test_big_images_are_shrunk_for_the_page(tmp_path):
     big = tmp_path / "big.png"
     noise = np.random.default_rng(0).integers(0, 255, (1200, 1600, 3), dtype=np.uint8)
     Image.fromarray(noise).save(big)
-    res = pd.DataFrame([_row("p", "m", str(big))])
+    res = _frame([_row("p", "m", OutputFile(big))])
     page = compare(res, max_px=256).to_html()
     ((mime, payload),) = DATA_URI.findall(page)
     thumbnail = Image.open(io.BytesIO(base64.b64decode(payload)))
@@ -131,11 +136,11 @@ def test_audio_json_urls_and_missing_files(tmp_path):
     audio_bytes = _wav(audio)
     res = pd.DataFrame(
         [
-            _row("audio", "m", str(audio)),
+            _row("audio", "m", OutputFile(audio)),
             _row("json", "m", {"label": "<cat>", "score": 0.9}),
             _row("url", "m", "https://replicate.delivery/x/out.png?a=1&b=<2>"),
             _row("js", "m", "javascript:alert(1)"),
-            _row("gone", "m", str(tmp_path / "deleted.png")),
+            _row("gone", "m", OutputFile(tmp_path / "deleted.png")),
         ]
     )
     page = compare(res).to_html()
@@ -152,7 +157,7 @@ def test_several_images_in_one_output_form_a_thumbnail_grid(tmp_path):
     paths = [tmp_path / f"{i}.png" for i in range(3)]
     for i, path in enumerate(paths):
         _png(path, colour=(i * 80, 0, 0))
-    page = compare(pd.DataFrame([_row("p", "m", [str(p) for p in paths])])).to_html()
+    page = compare(_frame([_row("p", "m", [OutputFile(p) for p in paths])])).to_html()
     assert 'class="rb-grid"' in page
     assert len(DATA_URI.findall(page)) == 3
     # Each thumbnail can take focus, which is what enlarges it (CSS :focus, no script).
@@ -172,14 +177,14 @@ def test_badges_show_latency_cost_status_and_cache(res):
 
 def test_long_text_folds_into_details_without_losing_any():
     text = "word " * 300 + "END"
-    page = compare(pd.DataFrame([_row("p", "m", text)]), max_text=100).to_html()
+    page = compare(_frame([_row("p", "m", text)]), max_text=100).to_html()
     assert "<details" in page and "more characters" in page
     (body,) = [
         b for b in re.findall(r'<div class="rb-text">(.*?)</div>', page, re.S) if "word" in b
     ]
     visible = re.sub(r"<summary>.*?</summary>|<[^>]+>", "", body)
     assert html.unescape(visible) == text
-    assert "<details" not in compare(pd.DataFrame([_row("p", "m", "short")])).to_html()
+    assert "<details" not in compare(_frame([_row("p", "m", "short")])).to_html()
 
 
 def test_rows_sharing_a_cell_are_all_shown_and_labelled(res):
@@ -207,7 +212,7 @@ def test_index_may_be_several_columns_and_columns_may_be_none():
 
 def test_version_hashes_are_shortened_in_headers_only():
     model = "acme/img:" + "0123456789abcdef" * 4
-    page = compare(pd.DataFrame([_row("p", model, "x")])).to_html()
+    page = compare(_frame([_row("p", model, "x")])).to_html()
     assert ">acme/img:01234567…</th>" in page
     assert f'title="{model}"' in page
 
@@ -236,7 +241,7 @@ def test_same_column_as_index_and_columns_is_rejected(res):
 
 
 def test_small_costs_in_badges_are_plain_decimals():
-    page = compare(pd.DataFrame([_row("p", "m", "text", cost_usd=7.73e-05)])).to_html()
+    page = compare(_frame([_row("p", "m", "text", cost_usd=7.73e-05)])).to_html()
     assert ">$0.000077</span>" in page
     assert "e-05" not in page
 
@@ -244,7 +249,7 @@ def test_small_costs_in_badges_are_plain_decimals():
 def test_gallery_images_are_never_stretched_beyond_their_natural_size(tmp_path):
     paths = [tmp_path / "one.png"]
     _png(paths[0], size=(256, 256))
-    page = compare(pd.DataFrame([_row("p", "m", [str(p) for p in paths])])).to_html()
+    page = compare(_frame([_row("p", "m", [OutputFile(p) for p in paths])])).to_html()
     assert 'class="rb-gallery"' in page
     rules = dict(re.findall(r"([^{}]*?)\{([^}]*)\}", page))
     child = next(body for selector, body in rules.items() if ".rb-gallery > *" in selector)
@@ -316,3 +321,18 @@ def test_whole_numbers_that_pandas_made_float_read_as_ints():
                           _row("p", "text", "z")])  # the text row has no steps: the column is float
     assert steps["steps"].dtype == float
     assert compare(steps, columns="steps").column_labels() == ["steps=4", "steps=30", "steps=—"]
+
+
+def test_text_naming_a_local_file_is_shown_as_text_never_embedded(tmp_path):
+    """A model's text output (or any plain string) that is a local path is not read from disk:
+    only files of the store (OutputFile) are embedded."""
+    secret = tmp_path / "id_rsa"
+    secret.write_text("-----BEGIN OPENSSH PRIVATE KEY-----")
+    image = tmp_path / "photo.png"
+    _png(image)
+    res = _frame([_row("a", "m", str(secret)), _row("b", "m", str(image)),
+                        _row("c", "m", [str(image)])])
+    page = compare(res).to_html()
+    assert DATA_URI.findall(page) == [] and "<img" not in page
+    assert "OPENSSH" not in page and base64.b64encode(b"-----BEGIN").decode() not in page
+    assert html.escape(str(secret)) in page

@@ -86,7 +86,7 @@ def test_default_inputs_skip_result_columns_and_sample():
             "prompt": ["a", "b"],
             "sample": [0, 1],
             "output": ["old", "old"],
-            "status": ["succeeded", "failed"],
+            "status": ["succeeded", "failed"],  # a result frame run again
             "tokens_per_second": [1.0, 2.0],
         }
     )
@@ -110,8 +110,8 @@ def test_unknown_and_duplicate_inputs_raise():
         plan_jobs(df, model="a/b", inputs=["text", "nope"])
     with pytest.raises(ConfigurationError, match="duplicate input name 'text'"):
         plan_jobs(df, model="a/b", inputs=["text", "text"])
-    with pytest.raises(ConfigurationError, match="duplicate input name '1'"):
-        plan_jobs(df, model="a/b")  # column 1 and "1" both become input "1"
+    with pytest.raises(ConfigurationError, match="column 1 has a int name, but model input names are strings"):
+        plan_jobs(df, model="a/b")  # column 1 would silently become input "1"
     dup = pd.DataFrame([["a", "b"]], columns=["x", "x"])
     with pytest.raises(ConfigurationError, match="duplicate input name 'x'"):
         plan_jobs(dup, model="a/b")
@@ -198,7 +198,11 @@ def test_files_become_file_inputs_and_prompts_stay_text(tmp_path):
             "refs": [[str(image)], None, None],
         }
     )
-    jobs = plan_jobs(df, model="a/b").jobs
+    plain = plan_jobs(df, model="a/b").jobs
+    # A plain string is text unless its input is a file (files= here; the schema in a run).
+    assert plain[0].input["image"] == str(image) and plain[0].input["refs"] == [str(image)]
+    assert isinstance(plain[1].input["image"], FileInput)  # a Path is always a file
+    jobs = plan_jobs(df, model="a/b", files=["image", "refs"]).jobs
     assert isinstance(jobs[0].input["image"], FileInput)
     assert jobs[0].input["image"] == jobs[1].input["image"]
     assert jobs[2].input["image"].content_type == "image/jpeg"
@@ -490,10 +494,13 @@ def test_assemble_100k_rows():  # speed is measured in bench/cache.py, not asser
 
 
 def test_whole_number_floats_from_a_column_with_gaps_are_sent_as_ints():
+    from replibatch.schema import shape_input
+
     df = pd.DataFrame({"prompt": ["a", "b", "c"], "max_tokens": [24, None, 8]})
     assert df["max_tokens"].dtype == float  # what pandas does to an int column with a gap
     plan = plan_jobs(df, model="o/m")
-    sent = [job.input.get("max_tokens") for job in plan.jobs]
+    # planning keeps floats; what is sent (shape_input, without a schema) has ints
+    sent = [shape_input(job.input, None)[0].get("max_tokens") for job in plan.jobs]
     assert sent == [24, None, 8] and all(type(v) is int for v in sent if v is not None)
     assert plan_jobs(pd.DataFrame({"t": [0.5]}), model="o/m").jobs[0].input == {"t": 0.5}
 

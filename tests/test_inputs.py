@@ -11,6 +11,7 @@ from replibatch.inputs import (
     SMALL_FILE_BYTES,
     FileInput,
     as_file_input,
+    path_file_input,
     content_hash,
     data_uri,
     map_files,
@@ -41,13 +42,14 @@ def test_existing_path_string_is_a_file(tmp_path):
     path = tmp_path / "sub" / "in.wav"
     path.parent.mkdir()
     path.write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt ")
-    file = as_file_input(str(path))
+    assert as_file_input(str(path)) is None  # a plain string is text unless a file is meant
+    file = path_file_input(str(path))
     assert file is not None and file.filename == "in.wav" and file.data == path.read_bytes()
 
 
 def test_bare_filename_with_extension_in_cwd_is_a_file(in_tmp):
     (in_tmp / "cat.png").write_bytes(PNG_HEADER + b"data")
-    file = as_file_input("cat.png")
+    file = path_file_input("cat.png")
     assert file is not None and file.content_type == "image/png"
 
 
@@ -71,6 +73,7 @@ def test_prompts_are_never_read_as_files(in_tmp, text):
     (in_tmp / "notes.txt").write_text("secret")
     (in_tmp / "sub").mkdir()
     assert as_file_input(text) is None
+    assert path_file_input(text) is None
 
 
 def test_missing_path_object_raises(tmp_path):

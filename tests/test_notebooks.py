@@ -100,6 +100,33 @@ _p = {
     "env_cache_dir": _os.environ["REPLIBATCH_CACHE_DIR"],
 }
 """,
+    "evaluate.ipynb": """
+import json as _json
+_tokens = res.groupby(["model", "temperature"])["output_token_count"].mean()
+_numbered = scored["prompt"].str.contains(r"\\d")
+_shots = looked.set_index(["prompt", "num_inference_steps"])["score_judge"]
+_truncated = before["output_token_count"] == 64
+_p = {
+    "rows": len(res),
+    "status": sorted(set(res["status"])),
+    "tokens": {f"{m}|{t}": float(v) for (m, t), v in _tokens.items()},
+    "score_error_rows": [int(i) for i in scored.index[scored["score_keeps_the_number_error"].notna()]],
+    "numbered_rows": [int(i) for i in scored.index[_numbered]],
+    "judge_scores": sorted(set(float(v) for v in judged["score_judge"])),
+    "judge_costs_positive": bool((judged["judge_cost_usd"] > 0).all()),
+    "judge_second_cached": int(again["judge_cached"].sum()),
+    "vision": {f"{p}|{s}": float(v) for (p, s), v in _shots.items()},
+    "best_rows": [int(i) for i in judged.index[rb.ratings(judged, "best") == 1.0]],
+    "hot_chat": [int(i) for i in hot_chat[:3]],
+    "stars": rb.ratings(judged, "stars").dropna().to_dict(),
+    "board_index": [list(map(str, k)) for k in board.frame.index],
+    "board_rows": board.frame["rows"].tolist(),
+    "board_win_sum": float(board.frame["win_rate"].sum()),
+    "changed_rows": [int(i) for i in changes.index[changes["changed"]]],
+    "truncated_rows": [int(i) for i in before.index[_truncated]],
+    "only_different_rows": len(rb.compare(both, index="prompt", columns="max_tokens", only_different=True).frame),
+}
+""",
 }
 
 
@@ -171,7 +198,8 @@ def executed(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Execut
 
 
 def test_the_three_notebooks_are_there() -> None:
-    assert {"quickstart.ipynb", "parameter_sweep.ipynb", "model_comparison.ipynb"} <= set(NOTEBOOKS)
+    assert {"quickstart.ipynb", "parameter_sweep.ipynb", "model_comparison.ipynb",
+            "evaluate.ipynb"} <= set(NOTEBOOKS)
     assert set(PROBES) <= set(NOTEBOOKS)
 
 
@@ -330,3 +358,43 @@ def test_comparison_cost_plots_and_browser(executed: Callable[[str], Executed]) 
     assert run.data("rb.browse(everything)", "application/vnd.jupyter.widget-view+json")
     assert Path(run.probe["env_cache_dir"]) == run.cache_dir
     assert os.environ.get("REPLIBATCH_CACHE_DIR") != str(run.cache_dir)  # restored after the run
+
+
+# --- evaluate -----------------------------------------------------------------------------------
+
+
+def test_evaluate_sweep_shows_temperature_and_scores_survive_a_failing_scorer(
+    executed: Callable[[str], Executed],
+) -> None:
+    p = executed("evaluate.ipynb").probe
+    assert p["rows"] == 32 and p["status"] == ["succeeded"]
+    for model in ("replibatch/tiny-llama", "replibatch/official-chat"):
+        assert p["tokens"][f"{model}|0.9"] > 1.2 * p["tokens"][f"{model}|0.2"]
+    # The scorer raised exactly on the rows whose prompt has no number; the rest were scored.
+    assert p["score_error_rows"] == sorted(set(range(32)) - set(p["numbered_rows"]))
+    assert p["numbered_rows"]
+
+
+def test_evaluate_judges_through_the_cache_and_sees_images(executed: Callable[[str], Executed]) -> None:
+    run = executed("evaluate.ipynb")
+    p = run.probe
+    assert set(p["judge_scores"]) <= {1.0, 2.0, 3.0, 4.0, 5.0} and len(p["judge_scores"]) > 1
+    assert p["judge_costs_positive"]
+    assert p["judge_second_cached"] == 32
+    assert "created by the second call: 0" in run.text("creates_before = server.stats.creates")
+    for prompt in ("a red lighthouse on a blue sea", "a golden field at dusk"):
+        assert p["vision"][f"{prompt}|30"] > p["vision"][f"{prompt}|3"]
+
+
+def test_evaluate_rates_ranks_and_diffs(executed: Callable[[str], Executed]) -> None:
+    run = executed("evaluate.ipynb")
+    p = run.probe
+    assert p["best_rows"] == p["hot_chat"] and p["stars"] == {"0": 2.0, "1": 2.0}
+    assert len(p["board_index"]) == 4 and p["board_rows"] == [8, 8, 8, 8]
+    # Every comparison hands out one point in all (a win, or two halves): 4 groups share 2.0.
+    assert p["board_win_sum"] == pytest.approx(2.0)
+    board_html = run.data('board = rb.leaderboard(', "text/html")[0]
+    assert "win rate" in board_html and "replibatch/official-chat" in board_html
+    # Exactly the answers that had hit the old max_tokens changed.
+    assert p["changed_rows"] == p["truncated_rows"] and p["changed_rows"]
+    assert p["only_different_rows"] == len(p["changed_rows"])

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from replibatch.errors import ConfigurationError
+from replibatch.filestore import OutputFile
 from replibatch.report import atomic_write, build_report, parameter_columns, write_report
 
 _PNG = re.compile(r'src="data:image/png;base64,[A-Za-z0-9+/=]+"')
@@ -100,7 +101,7 @@ def test_image_outputs_are_embedded_as_cards(tmp_path: Path) -> None:
     for i, colour in enumerate(["red", "blue"]):
         path = tmp_path / f"img{i}.png"
         Image.new("RGB", (32, 32), colour).save(path)
-        paths.append(str(path))
+        paths.append(OutputFile(path))
     res = _result(["a red square", "a blue square"], [0.5], ["m/draw"])
     res["output"] = pd.Series([[paths[0]], [paths[1]]], dtype=object)
     page = build_report(res)

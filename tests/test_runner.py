@@ -128,9 +128,10 @@ def test_unknown_model_and_invalid_input_become_error_rows(sim, cache_dir):
     res = go(df, sim)
     assert list(res["status"]) == ["error", "error", "succeeded"]
     assert "no-such-model" in res["error"].iloc[0]
-    assert "max_tokens" in res["error"].iloc[1]
-    # the unknown model never got a create request; the rejected input created nothing
-    assert sim.stats.requests["POST /v1/predictions"] == 2 and sim.stats.creates == 1
+    assert res["error"].iloc[1] == "invalid input: input.max_tokens: 5000 is more than the maximum 1024"
+    # the unknown model never got a create request; the input the schema refuses was not sent
+    assert sim.stats.requests["POST /v1/predictions"] == 1 and sim.stats.creates == 1
+    assert res.attrs["replibatch"]["invalid"] == 1
 
 
 def test_model_failures_become_failed_rows(sim, cache_dir):

@@ -163,9 +163,12 @@ def serve(
     throttled_creates, cancels, aborted, in_flight, requests per route, list_pages, downloads,
     errors_after_create and faults by kind; safe to read from any thread.
 
-    Raises ValueError for an out-of-range option, TypeError for an unsupported model, OSError
-    when the port cannot be bound.
+    Raises ValueError for an out-of-range option (``port`` outside 0–65535 included), TypeError
+    for an unsupported model, OSError when the port cannot be bound.
     """
+    # Checked here: the socket layer would raise OverflowError, which is not the documented error.
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ValueError(f"port must be 0–65535, got {port!r}")
     rates: dict[str, float | None] = {"create_rate": create_rate, "create_burst": create_burst,
                                       "read_rate": read_rate, "read_burst": read_burst}
     if account is not None:

@@ -7,8 +7,9 @@ name and schema, so they are stable across simulator restarts.
 
 Demo models (all deterministic from their inputs, milliseconds of CPU, no weights):
 ``replibatch/tiny-llama`` (text, gpu-t4), ``replibatch/pixel-diffusion`` (image, gpu-l40s),
-``replibatch/official-chat`` (official, per token) and the deployment
-``replibatch/tiny-llama-prod``.
+``replibatch/official-chat`` (official, per token), the judges ``replibatch/judge`` (grades the
+answer in a rubric, gpu-a40-small) and ``replibatch/vision-judge`` (grades an image, gpu-l40s),
+see `replibatch.sim.judges`, and the deployment ``replibatch/tiny-llama-prod``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from replibatch.sim.cog import (
     OutputFile,
     openapi_schema,
 )
+from replibatch.sim.judges import TextJudge, VisionJudge
 
 __all__ = [
     "HARDWARE",
@@ -182,7 +184,11 @@ def generate_tokens(
     """Plausible word tokens (leading spaces; joined they form text), deterministic from inputs.
 
     Temperature 0 ignores the seed (greedy); otherwise the same seed and inputs give the same
-    text, and no seed gives random text. Higher temperature draws from more of the vocabulary.
+    text, and no seed gives random text. Temperature changes the text the way it does a real
+    model's, so sweeps show it: higher temperature draws from more of the vocabulary (more
+    distinct words), rambles longer (about 0.5x the prompt's natural length near 0 to 2.5x at 2)
+    and repeats itself less (at low temperature a new sentence often loops back to an earlier
+    one). Greedy decoding (exactly 0) loops and runs on: 2x the natural length.
     """
     prompt_words = [w.lower() for w in re.findall(r"[A-Za-z']+", prompt)] or ["nothing"]
     vocabulary = list(dict.fromkeys(prompt_words + list(_WORDS)))
@@ -193,19 +199,34 @@ def generate_tokens(
         rng = random.Random(_stable_seed("sample", prompt, seed, temperature))
     else:
         rng = random.Random()
-    natural_length = ranking.randint(40, 400)
-    length = min(max_tokens, natural_length)
+    natural_length = ranking.randint(40, 200)
+    # Greedy decoding (0) degenerates into a loop that runs on; sampling rambles more when hotter.
+    stretch = 2.0 if temperature == 0 else 0.5 + temperature
+    length = max(1, min(max_tokens, round(natural_length * stretch)))
     spread = 1.0 + 30.0 * temperature  # how far down the ranked vocabulary sampling reaches
+    repeat_chance = max(0.0, 0.6 - 0.6 * temperature)  # low temperature loops
     tokens: list[str] = []
+    sentences: list[list[str]] = []
+    current: list[str] = []
     sentence_length = 0
     previous = prompt_words[-1]
-    for i in range(length):
+    while len(tokens) < length:
+        i = len(tokens)
+        if sentence_length == 0 and sentences and rng.random() < repeat_chance:
+            # Loop back: the whole of an earlier sentence again, as low-temperature text does.
+            again = sentences[rng.randrange(len(sentences))]
+            tokens.extend(again[: length - len(tokens)])
+            continue
         if sentence_length >= 6 and (rng.random() < 0.12 or i == length - 1):
             tokens.append(".")
+            current.append(".")
+            sentences.append([t if t.startswith(" ") or t in ".," else " " + t for t in current])
+            current = []
             sentence_length = 0
             continue
         if sentence_length >= 3 and rng.random() < 0.08:
             tokens.append(",")
+            current.append(",")
             continue
         # Per-context ranking: the same previous word always ranks the vocabulary the same way.
         context = random.Random(_stable_seed("ctx", prompt, previous, i // 7))
@@ -214,7 +235,9 @@ def generate_tokens(
         word = vocabulary[(offset + pick * 7) % len(vocabulary)]
         if sentence_length == 0:
             word = word.capitalize()
-        tokens.append(word if i == 0 else " " + word)
+        token = word if i == 0 else " " + word
+        tokens.append(token)
+        current.append(token)
         previous = word.lower()
         sentence_length += 1
     return tokens
@@ -404,6 +427,11 @@ def default_models() -> list[SimModel]:
         SimModel("replibatch", "official-chat", OfficialChat(), _OFFICIAL_CHAT_HARDWARE,
                  kind="text", description="An official-style chat model, priced per token.",
                  official=True, pricing=demo_pricing("replibatch/official-chat")),
+        SimModel("replibatch", "judge", TextJudge(), demo_hardware("replibatch/judge"),
+                 kind="text", description="A demo LLM judge: grades the answer in a rubric 1-5."),
+        SimModel("replibatch", "vision-judge", VisionJudge(),
+                 demo_hardware("replibatch/vision-judge"), kind="text",
+                 description="A demo vision judge: grades an image 1-5."),
     ]
 
 

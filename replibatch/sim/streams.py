@@ -28,6 +28,15 @@ class StreamRoutes:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                                "Cache-Control": "no-store"})
         await response.prepare(request)
+        try:
+            await self._stream_events(p, response)
+        except ConnectionError:
+            # The client hung up mid-stream (it had what it wanted, or was interrupted). Real
+            # servers drop such streams quietly; aiohttp would log a traceback for it.
+            pass
+        return response
+
+    async def _stream_events(self, p: Prediction, response: web.StreamResponse) -> None:
         sent = 0
         while True:
             updated = p.updated
@@ -46,6 +55,3 @@ class StreamRoutes:
             done = "{}" if p.status == "succeeded" else json.dumps({"reason": p.status})
             await response.write(f"event: done\nid: {sent}\ndata: {done}\n\n".encode())
         await response.write_eof()
-        return response
-
-
