@@ -39,6 +39,7 @@ from .errors import (
     TransientError,
 )
 from .limiter import retry_after_seconds
+from .shared_limits import account_fingerprint
 
 __all__ = ["ApiReply", "Edge", "resolve_token"]
 
@@ -139,6 +140,12 @@ class Edge:
 
     def __repr__(self) -> str:
         return f"Edge(base_url={self._base_url or 'https://api.replicate.com'!r})"
+
+    @property
+    def account(self) -> str:
+        """A fingerprint of the token and server (never the token): names the account whose
+        limits processes share (``shared_limits``)."""
+        return account_fingerprint(self._token, self._base_url)
 
     @property
     def has_token(self) -> bool:
@@ -252,7 +259,11 @@ class Edge:
             path, body = f"/v1/deployments/{ident}/predictions", {"input": input}
         else:  # pragma: no cover - programming error
             raise ValueError(f"unknown target kind {kind!r}")
-        headers = {"Prefer": f"wait={wait}"} if wait else {}
+        headers: dict[str, str] = {}
+        if wait:
+            if not 1 <= wait <= 60 or int(wait) != wait:
+                raise ValueError(f"wait must be a whole number of seconds in 1..60, got {wait!r}")
+            headers["Prefer"] = f"wait={int(wait)}"
         if cancel_after is not None:
             headers["Cancel-After"] = cancel_after_header(cancel_after)
         timeout = (wait + self._request_timeout) if wait else None
@@ -267,15 +278,25 @@ class Edge:
         return await self.request("POST", f"/v1/predictions/{prediction_id}/cancel")
 
     async def list_predictions(
-        self, *, created_after: str | None = None, cursor_url: str | None = None
+        self,
+        *,
+        created_after: str | None = None,
+        created_before: str | None = None,
+        cursor_url: str | None = None,
     ) -> ApiReply:
-        """One page of the account's predictions, newest first."""
+        """One page of the account's predictions, newest first (the spec's ``created_after``
+        is "at or after", ``created_before`` strictly before). A ``cursor_url`` (a page's
+        ``next``) already carries the filters."""
         if cursor_url:
             parts = urlsplit(cursor_url)
             path = parts.path + (f"?{parts.query}" if parts.query else "")
             return await self.request("GET", path)
-        params = {"created_after": created_after} if created_after else None
-        return await self.request("GET", "/v1/predictions", params=params)
+        params = {
+            name: value
+            for name, value in (("created_after", created_after), ("created_before", created_before))
+            if value
+        }
+        return await self.request("GET", "/v1/predictions", params=params or None)
 
     async def upload_file(self, data: bytes, *, filename: str, content_type: str) -> str:
         """Upload bytes through the files API; return the URL to pass as input."""

@@ -18,6 +18,7 @@ search runs on interrupt, so a create whose reply had not arrived yet is still c
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import math
 import sys
 import threading
@@ -64,6 +65,8 @@ from .interrupt import StopReport, stop_everything
 from .keys import cache_key
 from .limiter import DEFAULT_READ_RATE, AdaptiveRateLimiter, TokenBucket, poll_interval
 from .markers import Owner, is_held_elsewhere, run_ended, run_started
+from .poller import Poller
+from .shared_limits import SharedSchedule
 from .outcome import apply_final_status
 from .reconcile import Attempt, Reconciler, parse_time
 from .refs import ModelRef, parse_model_ref
@@ -215,6 +218,13 @@ class _Engine:
         self.owner = Owner.current()
         self.writer = CacheWriter(cache, self.owner, refresh) if cache is not None else None
         self.reconciler = Reconciler(self._list_page, self.state.claimed)
+        self.poller = Poller(edge, self._read, clock=clock)
+        # Other processes on this machine using the same account share its limits with us.
+        self.shared_creates: SharedSchedule | None = None
+        self.shared_reads: SharedSchedule | None = None
+        if cache is not None:
+            self.shared_creates = SharedSchedule(cache.directory, edge.account, "create")
+            self.shared_reads = SharedSchedule(cache.directory, edge.account, "read")
         self.stop_report: StopReport | None = None
 
     # -- pacing -----------------------------------------------------------------------------
@@ -223,6 +233,10 @@ class _Engine:
         delay = self.reads.reserve()
         if delay > 0:
             await anyio.sleep(delay)
+        if self.shared_reads is not None:
+            delay = self.shared_reads.claim(DEFAULT_READ_RATE)
+            if delay > 0:
+                await anyio.sleep(delay)
 
     async def _read(self, call: Callable[[], Any]) -> Any:
         """A read (GET, cancel, list): paced by the read bucket, retried on transient failures."""
@@ -368,12 +382,18 @@ class _Engine:
                 # Wake early when the limiter re-plans (a 429 pause, a learned higher rate).
                 with anyio.move_on_after(pause):
                     await self.limiter_changed.wait()
+            if self.shared_creates is not None:
+                # The account's slots, shared with other processes on this machine.
+                delay = self.shared_creates.claim(self.creates.rate_per_minute)
+                if delay > 0:
+                    await anyio.sleep(delay)
             attempt = Attempt(target.kind, target.ident, payload, _utcnow())
             self.state.attempts[position] = attempt
             self.state.attempt_keys[position] = key
             if key is not None:
                 self.state.unsent.discard(key)
             sent, sent_wall = self.clock(), time.time()
+            self.creates.on_sent(sent)
             try:
                 reply = await self.edge.create_prediction(
                     (target.kind, target.ident), payload, wait=wait,
@@ -385,11 +405,17 @@ class _Engine:
                 del self.state.attempts[position]
                 throttles += 1
                 hint = exc.retry_after
-                self._limiter_event(lambda: self.creates.on_throttled(hint))
+                episodes = self.creates.episodes
+                self._limiter_event(lambda h=hint, t=sent: self.creates.on_throttled(h, sent_at=t))
+                if self.shared_creates is not None and self.creates.episodes != episodes:
+                    self.shared_creates.pause(self.creates.pause_remaining())
+                    self.shared_creates.learned(self.creates.rate_per_minute)
                 if throttles > _THROTTLE_RETRIES:
                     raise
                 continue
             except OutcomeUnknownError as exc:
+                if exc.status:
+                    self.creates.on_passed(sent_at=sent)  # a 5xx got past the rate limit
                 failures += 1
                 outcome = await self.reconciler.find(attempt)
                 del self.state.attempts[position]
@@ -404,8 +430,10 @@ class _Engine:
                     raise TransientError(f"{exc} (no prediction was created)") from None
                 await _backoff(failures)
                 continue
-            except TransientError:
+            except TransientError as exc:
                 del self.state.attempts[position]
+                if exc.status:
+                    self.creates.on_passed(sent_at=sent)
                 failures += 1
                 if failures > self.retries:
                     raise
@@ -419,7 +447,7 @@ class _Engine:
             self.state.in_flight[reply.body["id"]] = key
             del self.state.attempts[position]
             self._limiter_event(lambda: self.creates.observe(reply.headers))
-            self.creates.on_success()
+            self._limiter_event(lambda t=sent: self.creates.on_success(sent_at=t))
             self.state.claimed.add(reply.body["id"])
             return reply.body, sent, sent_wall
 
@@ -438,24 +466,6 @@ class _Engine:
         else:
             reply = await self._read(lambda: self.edge.list_predictions(created_after=created_after))
         return reply.body
-
-    async def wait_for(self, record: dict, deadline: float | None) -> dict:
-        """Poll until the prediction is terminal (or the deadline passes: returns it unfinished)."""
-        attempt = 0
-        while record.get("status") not in _TERMINAL:
-            attempt += 1
-            pause = poll_interval(attempt)
-            if deadline is not None:
-                left = deadline - self.clock()
-                if left <= 0:
-                    return record
-                pause = min(pause, left)
-            await anyio.sleep(pause)
-            if deadline is not None and self.clock() >= deadline:
-                return record
-            reply = await self._read(lambda: self.edge.get_prediction(record["id"]))
-            record = reply.body
-        return record
 
     async def cancel(self, prediction_id: str) -> dict | None:
         try:
@@ -555,7 +565,7 @@ class _Engine:
                     # sent; the reservation's cancel-latency share covers the grace.
                     enforced = limit >= reserve.CANCEL_AFTER_MINIMUM_S
                     deadline = sent + limit + (min(1.0, 0.05 * limit) if enforced else 0.0)
-                record = await self.wait_for(record, deadline)
+                record = await self.poller.wait(record, sent=sent, deadline=deadline)
                 unfinished = record.get("status") not in _TERMINAL  # the deadline passed
                 if unfinished:
                     with anyio.CancelScope(shield=True):
@@ -868,6 +878,11 @@ async def arun(
     summary = RunSummary(summarize(result, time.monotonic() - started))
     summary["invalid"] = engine.state.invalid
     summary["create_rate_per_minute"] = engine.creates.ceiling_per_minute
+    summary["create_rate_learned_per_minute"] = engine.creates.rate_per_minute
+    summary["throttle_episodes"] = engine.creates.episodes
+    summary["throttled"] = engine.creates.refusals
+    summary["throttled_after_first_episode"] = engine.creates.refusals_after_first
+    summary["poll"] = dataclasses.asdict(engine.poller.stats)
     summary["shared"] = engine.state.shared
     if engine.bar is not None:
         engine.bar.finish(summary)
@@ -954,6 +969,7 @@ async def _execute(engine: _Engine, plan: frames.Plan) -> list[dict]:
             if writer is not None:
                 outer.start_soon(writer.run)
                 outer.start_soon(writer.beat)
+            outer.start_soon(engine.poller.run)
             async with anyio.create_task_group() as tg:
                 for i in groups.leaders:
                     job = jobs[i]
@@ -961,6 +977,7 @@ async def _execute(engine: _Engine, plan: frames.Plan) -> list[dict]:
                         _run_into, engine, rows, i, job, targets[job.model], run_keys[i],
                         pending.get(i), bar,
                     )
+            engine.poller.close()
             if writer is not None:
                 writer.close()
     except BaseException:

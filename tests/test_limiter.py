@@ -49,19 +49,21 @@ def max_in_window(times, window=60.0):
 
 
 def test_default_rate_is_honoured_over_many_calls(clock):
-    limiter = AdaptiveRateLimiter(clock=clock)
+    limiter = AdaptiveRateLimiter(clock=clock, margin=1.0)
     assert limiter.rate_per_minute == DEFAULT_CREATE_RATE and limiter.learns_ceiling
     times = send_times(limiter, clock, 1800)
-    burst = DEFAULT_CREATE_RATE / 60
     assert times == sorted(times)  # first come, first served
-    assert max_in_window(times) <= DEFAULT_CREATE_RATE + burst
-    assert times[-1] - clock.now == pytest.approx((1800 - burst) * 60 / DEFAULT_CREATE_RATE)
-    # a fresh start sends at most one second's worth at once
-    assert sum(t == clock.now for t in times) == burst
+    assert max_in_window(times) <= DEFAULT_CREATE_RATE + 1
+    assert times[-1] - clock.now == pytest.approx(1799 * 60 / DEFAULT_CREATE_RATE)
+    # sends are spread evenly: a server whose burst is smaller than a second's worth is not
+    # overrun at every refill
+    assert sum(t == clock.now for t in times) == 1
+    gaps = {round(b - a, 9) for a, b in zip(times, times[1:])}
+    assert gaps == {0.1}
 
 
 def test_callers_arriving_over_time_keep_the_rate(clock):
-    limiter = AdaptiveRateLimiter(120, clock=clock)
+    limiter = AdaptiveRateLimiter(120, clock=clock, margin=1.0)
     times = []
     for _ in range(600):
         times.append(clock.now + limiter.delay())
@@ -72,7 +74,7 @@ def test_callers_arriving_over_time_keep_the_rate(clock):
 
 
 def test_small_rates_have_a_burst_of_one(clock):
-    limiter = AdaptiveRateLimiter(6, clock=clock)
+    limiter = AdaptiveRateLimiter(6, clock=clock, margin=1.0)
     assert [limiter.delay() for _ in range(3)] == [0.0, pytest.approx(10.0), pytest.approx(20.0)]
 
 
@@ -80,7 +82,7 @@ def test_small_rates_have_a_burst_of_one(clock):
 
 
 def test_throttle_pauses_exactly_the_given_time(clock):
-    limiter = AdaptiveRateLimiter(clock=clock)
+    limiter = AdaptiveRateLimiter(clock=clock, margin=1.0)
     send_times(limiter, clock, 5)
     clock.advance(3.0)
     assert limiter.on_throttled(30.0) == 30.0
@@ -94,13 +96,13 @@ def test_throttle_pauses_exactly_the_given_time(clock):
 
 
 def test_tiny_pause_is_exact_too(clock):
-    limiter = AdaptiveRateLimiter(6, clock=clock)
+    limiter = AdaptiveRateLimiter(6, clock=clock, margin=1.0)
     limiter.on_throttled(0.25)
     assert limiter.delay() == pytest.approx(0.25)
 
 
 def test_places_taken_before_a_pause_queue_again_behind_it(clock):
-    limiter = AdaptiveRateLimiter(clock=clock)
+    limiter = AdaptiveRateLimiter(clock=clock, margin=1.0)
     waiting = [limiter.reserve() for _ in range(30)]
     first_due = [clock.now + r.wait() for r in waiting]
     clock.advance(0.5)
@@ -115,7 +117,7 @@ def test_places_taken_before_a_pause_queue_again_behind_it(clock):
 
 
 def test_plain_delay_without_pause_is_unchanged_by_reservations(clock):
-    limiter = AdaptiveRateLimiter(60, clock=clock)
+    limiter = AdaptiveRateLimiter(60, clock=clock, margin=1.0)
     reservation = limiter.reserve()
     assert reservation.wait() == 0.0
     assert limiter.delay() == pytest.approx(1.0)
@@ -123,35 +125,47 @@ def test_plain_delay_without_pause_is_unchanged_by_reservations(clock):
     assert reservation.wait() == 0.0
 
 
-def test_decrease_once_per_episode_then_additive_recovery(clock):
-    limiter = AdaptiveRateLimiter(clock=clock)
-    limiter.on_throttled(10)
-    assert limiter.rate_per_minute == pytest.approx(420)
+def test_one_episode_pauses_once_and_lowers_the_rate_once(clock):
+    limiter = AdaptiveRateLimiter(clock=clock, margin=1.0)
+    epoch = limiter.epoch
+    assert limiter.on_throttled(10) == 10
+    assert limiter.rate_per_minute == pytest.approx(300)  # no evidence yet: halved
+    assert limiter.epoch == epoch + 1
     clock.advance(1)
-    assert limiter.on_throttled(5) == pytest.approx(9)  # same episode: the pause stands
-    assert limiter.rate_per_minute == pytest.approx(420)
-    limiter.on_throttled(20)  # same episode, longer hint: pause extended, no new decrease
-    assert limiter.pause_remaining() == pytest.approx(20)
-    assert limiter.rate_per_minute == pytest.approx(420)
-    limiter.on_success()  # sent before the pause: does not count
-    assert limiter.rate_per_minute == pytest.approx(420)
+    # refused requests that were sent before the pause began belong to the same episode
+    assert limiter.on_throttled(5, sent_at=clock.now - 1.5) == pytest.approx(9)
+    assert limiter.on_throttled(20, sent_at=clock.now - 1.2) == pytest.approx(20)  # lengthened
+    assert limiter.rate_per_minute == pytest.approx(300)
     clock.advance(20)
-    limiter.on_throttled(1)  # a new episode
-    assert limiter.rate_per_minute == pytest.approx(294)
-    clock.advance(1)
+    limiter.on_throttled(1)  # sent after the pause: a new episode
+    assert limiter.rate_per_minute == pytest.approx(150)
+
+
+def test_recovers_upward_after_a_quiet_spell_up_to_the_ceiling(clock):
+    limiter = AdaptiveRateLimiter(clock=clock, quiet_seconds=10, recovery_fraction=0.5, margin=1.0)
+    limiter.on_throttled(1)
+    assert limiter.rate_per_minute == pytest.approx(300)
     curve = []
-    for _ in range(60):
+    for _ in range(30):
+        clock.advance(1)
         limiter.on_success()
         curve.append(limiter.rate_per_minute)
-    step = DEFAULT_CREATE_RATE * 0.01
-    assert curve[:3] == [pytest.approx(294 + step * k) for k in (1, 2, 3)]
-    assert curve[-1] == DEFAULT_CREATE_RATE and max(curve) == DEFAULT_CREATE_RATE
-    assert limiter.delay() >= 0  # bucket follows the recovered rate
-    assert 60 / limiter.rate_per_minute == pytest.approx(0.1)
+    assert curve[:9] == [pytest.approx(300)] * 9  # quiet: not before 10 s without a 429
+    assert curve[9] == pytest.approx(450) and curve[10] == pytest.approx(600)
+    assert max(curve) == DEFAULT_CREATE_RATE  # never above the ceiling
+    # a probe that overshoots makes the next probe wait twice as long
+    limiter.on_throttled(1)
+    clock.advance(1)
+    rates = []
+    for _ in range(25):
+        clock.advance(1)
+        limiter.on_success()
+        rates.append(limiter.rate_per_minute)
+    assert rates[17] == rates[0] and rates[-1] > rates[0]
 
 
 def test_rate_never_falls_below_the_floor(clock):
-    limiter = AdaptiveRateLimiter(10, clock=clock, min_rate=2)
+    limiter = AdaptiveRateLimiter(10, clock=clock, min_rate=2, margin=1.0)
     for _ in range(20):
         limiter.on_throttled(0.0)
         clock.advance(0.001)
@@ -159,7 +173,7 @@ def test_rate_never_falls_below_the_floor(clock):
 
 
 def test_backoff_without_hint_doubles_and_resets(clock):
-    limiter = AdaptiveRateLimiter(clock=clock)
+    limiter = AdaptiveRateLimiter(clock=clock, margin=1.0)
     pauses = []
     for _ in range(7):
         pauses.append(limiter.on_throttled(None))
@@ -173,7 +187,7 @@ def test_backoff_without_hint_doubles_and_resets(clock):
 
 
 def test_ceiling_learned_from_server_capacity(clock):
-    limiter = AdaptiveRateLimiter(clock=clock)
+    limiter = AdaptiveRateLimiter(clock=clock, margin=1.0)
     limiter.observe({"ratelimit-remaining": "599", "ratelimit-reset": "1"})
     assert limiter.ceiling_per_minute == 600
     limiter.observe(httpx.Headers({"RateLimit-Remaining": "5999", "RateLimit-Reset": "1"}))
@@ -186,18 +200,18 @@ def test_ceiling_learned_from_server_capacity(clock):
     assert max_in_window(times) >= 6000
 
 
-def test_learned_ceiling_while_recovering_is_reached_gradually(clock):
-    limiter = AdaptiveRateLimiter(clock=clock)
+def test_learned_ceiling_while_throttled_does_not_lift_the_rate(clock):
+    limiter = AdaptiveRateLimiter(clock=clock, margin=1.0)
     limiter.on_throttled(1)
     clock.advance(1)
     limiter.observe({"ratelimit-remaining": ["5999"]})
-    assert limiter.ceiling_per_minute == 6000 and limiter.rate_per_minute == pytest.approx(420)
+    assert limiter.ceiling_per_minute == 6000 and limiter.rate_per_minute == pytest.approx(300)
     limiter.on_success()
-    assert limiter.rate_per_minute == pytest.approx(480)
+    assert limiter.rate_per_minute == pytest.approx(300)
 
 
 def test_explicit_rate_is_a_hard_ceiling(clock):
-    limiter = AdaptiveRateLimiter(300, clock=clock)
+    limiter = AdaptiveRateLimiter(300, clock=clock, margin=1.0)
     assert not limiter.learns_ceiling
     limiter.observe({"ratelimit-remaining": "5999"})
     for _ in range(100):
@@ -207,17 +221,19 @@ def test_explicit_rate_is_a_hard_ceiling(clock):
     assert max_in_window(times) <= 300 + 5
 
 
-def test_nothing_remaining_pauses_until_reset_without_lowering_rate(clock):
-    limiter = AdaptiveRateLimiter(clock=clock)
+def test_nothing_remaining_is_not_a_throttle(clock):
+    # At exactly the server's rate its bucket is always near empty: pausing on "0 remaining"
+    # would lose a whole reset per refill (issue 11).
+    limiter = AdaptiveRateLimiter(clock=clock, margin=1.0)
     limiter.observe({"ratelimit-remaining": "0", "ratelimit-reset": "2"})
-    assert limiter.pause_remaining() == pytest.approx(2)
-    assert limiter.delay() == pytest.approx(2)
+    assert limiter.pause_remaining() == 0.0
+    assert limiter.delay() == 0.0
     assert limiter.rate_per_minute == DEFAULT_CREATE_RATE
 
 
 @pytest.mark.parametrize("headers", [None, {}, {"ratelimit-remaining": "lots"}, {"x": "1"}])
 def test_unusable_headers_change_nothing(clock, headers):
-    limiter = AdaptiveRateLimiter(clock=clock)
+    limiter = AdaptiveRateLimiter(clock=clock, margin=1.0)
     limiter.observe(headers)
     assert (limiter.ceiling_per_minute, limiter.pause_remaining()) == (600, 0.0)
 
@@ -242,7 +258,7 @@ def test_read_limiter_defaults(clock):
 )
 def test_bad_settings_raise(kwargs):
     with pytest.raises(ValueError):
-        AdaptiveRateLimiter(**kwargs)
+        AdaptiveRateLimiter(**kwargs, margin=1.0)
 
 
 def test_token_bucket_is_still_what_the_simulator_expects(clock):
@@ -307,11 +323,19 @@ def test_poll_interval_grows_to_a_cap():
 
 def test_learning_a_higher_rate_voids_places_spaced_for_the_old_one():
     now = [0.0]
-    limiter = AdaptiveRateLimiter(clock=lambda: now[0])  # starts at 600/min, burst 10
+    limiter = AdaptiveRateLimiter(clock=lambda: now[0], margin=1.0)  # starts at 600/min, evenly spread
     places = [limiter.reserve() for _ in range(40)]
-    assert places[-1].wait() == pytest.approx(3.0)  # 30 beyond the burst at 10/s
+    assert places[-1].wait() == pytest.approx(3.9)  # 39 intervals of 0.1 s
     epoch = limiter.epoch
     limiter.observe({"ratelimit-remaining": "5999", "ratelimit-reset": "1"})
     assert limiter.epoch != epoch and limiter.rate_per_minute == 6000
-    waits = [p.wait() for p in places]  # re-queued at 100/s with a burst of 100
-    assert max(waits) == 0.0
+    waits = [p.wait() for p in places]  # re-queued at 100/s
+    assert max(waits) == pytest.approx(0.35)  # 39 places, a burst of 5 at 100/s
+
+
+def test_paced_a_little_under_the_ceiling_by_default(clock):
+    # At exactly the server's rate its bucket never refills after lag bunched some sends.
+    limiter = AdaptiveRateLimiter(6000, clock=clock)
+    assert limiter.ceiling_per_minute == 6000 and limiter.rate_per_minute == pytest.approx(5820)
+    times = send_times(limiter, clock, 6000)
+    assert max_in_window(times) <= 5820 + 10
