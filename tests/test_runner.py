@@ -407,7 +407,12 @@ def test_unknown_hardware_gives_nan_cost_and_says_what_to_pass(cache_dir):
 
 
 def test_estimate_projects_cost_and_time_within_20_percent(cache_dir):
-    with serve(time_scale=1.0, predict_time=0.3, create_rate=600) as sim:
+    # 0.6 s predictions: the pilot's mean latency is three rows measured at one moment, and a
+    # load spike there adds tens of ms of HTTP/scheduling time per row. At 0.3 s that alone
+    # made the projection 17-25% high on a busy machine; at 0.6 s the same spike is half the
+    # share. 40 rows at concurrency 4 stay 10 waves (the 37 not in the pilot too), so the
+    # projection's "+ one latency" tail is the same ~10% it is for a real frame of this size.
+    with serve(time_scale=1.0, predict_time=0.6, create_rate=600) as sim:
         df = prompts(40, max_tokens=16)
         est = rb.estimate(df, model=TEXT, pilot=3, api_token=TOKEN, base_url=sim.url,
                           concurrency=4, progress=False)
@@ -418,7 +423,8 @@ def test_estimate_projects_cost_and_time_within_20_percent(cache_dir):
     total = est.loc["total"]
     actual_cost = res["cost_usd"].sum()
     assert abs(total["cost_usd"] - actual_cost) / actual_cost < 0.2
-    assert abs(total["wall_s"] - wall) / wall < 0.2, (total["wall_s"], wall)
+    assert abs(total["wall_s"] - wall) / wall < 0.2, (
+        total["wall_s"], wall, est.loc[TEXT, "latency_mean_s"], res["latency_s"].mean())
     assert math.isclose(est.loc[TEXT, "rows"], 40)
 
 
