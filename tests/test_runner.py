@@ -207,9 +207,19 @@ def test_cancelling_arun_cancels_every_prediction_in_flight(cache_dir):
     with serve(time_scale=1.0, predict_time=30.0) as sim:
 
         async def main() -> None:
-            with anyio.move_on_after(1.0):
-                await rb.arun(prompts(6), model=TEXT, api_token=TOKEN, base_url=sim.url,
-                              progress=False)
+            # Cancel once all six exist (not after a fixed second a loaded machine may need
+            # for the creates), then a little later so some replies are certainly read.
+            async with anyio.create_task_group() as tg:
+                async def batch() -> None:
+                    await rb.arun(prompts(6), model=TEXT, api_token=TOKEN, base_url=sim.url,
+                                  progress=False)
+
+                tg.start_soon(batch)
+                with anyio.fail_after(30):
+                    while sim.stats.creates < 6:
+                        await anyio.sleep(0.02)
+                await anyio.sleep(0.2)
+                tg.cancel_scope.cancel()
 
         asyncio.run(main())
         assert sim.stats.creates == 6
@@ -221,11 +231,24 @@ def test_keyboard_interrupt_cancels_in_flight_and_reraises(cache_dir):
     import _thread
 
     with serve(time_scale=1.0, predict_time=30.0) as sim:
-        timer = threading.Timer(1.0, _thread.interrupt_main)
+        stop = threading.Event()
+
+        def interrupt_once_all_exist() -> None:
+            # Wait on the condition, not a fixed second a loaded machine may need for creates.
+            deadline = time.monotonic() + 30
+            while sim.stats.creates < 5 and time.monotonic() < deadline and not stop.is_set():
+                time.sleep(0.02)
+            if not stop.wait(0.2):
+                _thread.interrupt_main()
+
+        timer = threading.Thread(target=interrupt_once_all_exist)
         timer.start()
-        with pytest.raises(KeyboardInterrupt):
-            go(prompts(5), sim, model=TEXT)
-        timer.cancel()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                go(prompts(5), sim, model=TEXT)
+        finally:
+            stop.set()
+            timer.join()
         assert sim.stats.creates == 5
         assert sim.stats.cancels == 5
         assert sim.stats.in_flight == 0

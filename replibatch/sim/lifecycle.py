@@ -43,9 +43,12 @@ class Lifecycle:
         o = self.options
         scale = o.time_scale
         try:
+            started = self.clock.now()
             if o.queue_delay:
                 await asyncio.sleep(o.queue_delay * scale)
-            p.status, p.started = "processing", self.clock.now()
+                # Queued for the scheduled time, not until a busy loop woke up (see _model_done).
+                started = min(self.clock.now(), p.created + o.queue_delay * scale)
+            p.status, p.started = "processing", started
             fail = self.dice.roll(o.failure_rate)
             loop = asyncio.get_running_loop()
             output, streams, nominal, tokens = await loop.run_in_executor(
