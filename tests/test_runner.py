@@ -184,7 +184,13 @@ def test_create_with_unknown_outcome_is_never_duplicated(cache_dir):
         assert sim.stats.duplicate_creates == 0
 
 
-def test_5xx_on_create_is_reconciled_not_duplicated(cache_dir):
+def test_5xx_on_create_is_reconciled_not_duplicated(cache_dir, monkeypatch):
+    # Retry backoff (0.25 s doubling) decides nothing here, the reconcile sweep does: shortened
+    # so a row's run of 502s does not cost seconds of sleep (this test took ~12 s under load).
+    async def quick_backoff(attempt: int) -> None:
+        await anyio.sleep(min(0.02 * 2 ** (attempt - 1), 0.5))
+
+    monkeypatch.setattr(runner, "_backoff", quick_backoff)
     with serve(time_scale=0.01, seed=7, error_rate=0.3, error_statuses=(502,),
                fault_scope="create") as sim:
         res = go(prompts(15), sim, model=TEXT, retries=10)
