@@ -47,10 +47,12 @@ def test_create_wait_reload_and_cancel(client: replicate.Client, sim: SimServer)
     prediction.wait()
     assert prediction.status == "succeeded" and len(prediction.output) == 4
     assert prediction.metrics["output_token_count"] == 4
-    sim.configure(time_scale=1.0)
+    # Certainly still running when canceled ("x" alone is ~1.4 s, spendable on a loaded machine).
+    sim.configure(time_scale=1.0, predict_time=60)
     slow = client.predictions.create(version=version, input={"prompt": "x", "max_tokens": 1000})
     slow.cancel()
     assert client.predictions.get(slow.id).status == "canceled"
+    sim.configure(predict_time=None)
     deployment = client.deployments.predictions.create(
         "replibatch/tiny-llama-prod", input={"prompt": "x", "max_tokens": 2}, wait=True)
     assert deployment.status == "succeeded"
@@ -119,7 +121,7 @@ def test_async_client_runs_waits_and_cancels(sim: SimServer) -> None:
                 version=version, input={"prompt": "x", "max_tokens": 5})
             await prediction.async_wait()
             assert prediction.status == "succeeded"
-            sim.configure(time_scale=1.0)
+            sim.configure(time_scale=1.0, predict_time=60)  # certainly running when canceled
             slow = await client.predictions.async_create(
                 version=version, input={"prompt": "x", "max_tokens": 1000})
             await slow.async_cancel()

@@ -366,7 +366,11 @@ def test_limits_change_mid_run_keeping_the_tokens_spent(sim: SimServer, http: ht
 
 # -- counters ---------------------------------------------------------------------------------------
 def test_stats_snapshot_names_every_counter(sim: SimServer, http: httpx.Client) -> None:
-    sim.configure(time_scale=1.0)  # 10 s predictions: still running when canceled
+    # An explicit 60 s predict time: tiny-llama's own length for "x" is only ~1.4 s, which a
+    # loaded machine can spend between the create and the cancel (the cancel then found a
+    # finished prediction and counted 0). Both predictions are certainly still running here;
+    # the fixture's close cancels the second one.
+    sim.configure(time_scale=1.0, predict_time=60)
     pid = create(http, sim, {"prompt": "x", "max_tokens": 1000}).json()["id"]
     create(http, sim, {"prompt": "x", "max_tokens": 1000})
     http.post(f"/v1/predictions/{pid}/cancel")

@@ -124,7 +124,8 @@ def serve(
       whole seconds until the bucket holds a token again. configure() changing a limit keeps
       the tokens earned (capped to the new burst).
     Time (model time; real seconds = model seconds x time_scale):
-      time_scale=1.0: 0.01 runs a 2 s prediction in 20 ms. Metrics report the real time spent.
+      time_scale=1.0: 0.01 runs a 2 s prediction in 20 ms. Metrics report real seconds, the
+      model's scheduled time (a late wake-up of a busy simulator is not billed).
       predict_time=None: fixed predict seconds per prediction instead of the model's own.
       queue_delay=0.0: seconds spent ``starting`` (queue / cold boot) before ``processing``.
       retention=3600.0: seconds after completion until input, output and output files are

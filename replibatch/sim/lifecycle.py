@@ -43,9 +43,12 @@ class Lifecycle:
         o = self.options
         scale = o.time_scale
         try:
+            started = self.clock.now()
             if o.queue_delay:
                 await asyncio.sleep(o.queue_delay * scale)
-            p.status, p.started = "processing", self.clock.now()
+                # Queued for the scheduled time, not until a busy loop woke up (see _model_done).
+                started = min(self.clock.now(), p.created + o.queue_delay * scale)
+            p.status, p.started = "processing", started
             fail = self.dice.roll(o.failure_rate)
             loop = asyncio.get_running_loop()
             output, streams, nominal, tokens = await loop.run_in_executor(
@@ -56,14 +59,14 @@ class Lifecycle:
             if fail:
                 await self._sleep_until(p.started + duration / 2)
                 self.stats.count_fault("model_failure")
-                self._finish(p, "failed", o.failure_message)
+                self._finish(p, "failed", o.failure_message, at=self._model_done(p, duration / 2))
                 return
             if streams and isinstance(output, list) and output:
                 await self._play(p, output, duration)
             else:
                 await self._sleep_until(p.started + duration)
                 p.output = self._publish(p, output)
-            self._finish(p, "succeeded")
+            self._finish(p, "succeeded", at=self._model_done(p, duration))
         except asyncio.CancelledError:
             self._finish(p, "canceled")
             raise
@@ -116,11 +119,25 @@ class Lifecycle:
                 p.output.append(items[released])
                 released += 1
             if released and p.first_output is None:
-                p.first_output = now
+                # The model's own time of its first item, not a busy loop's late wake-up.
+                p.first_output = min(now, due[0])
             p.notify()
             if released < len(items):
                 await asyncio.sleep(max(_STREAM_TICK, due[released] - now))
         await self._sleep_until(p.started + duration)
+
+    def _model_done(self, p: Prediction, duration: float) -> float:
+        """When the simulated model finished: `duration` after it started, not when this busy
+        loop woke up. Replicate's ``metrics.predict_time`` is the model's own run time (the
+        ``predict_time`` billed, pricing-facts.md); a simulator starved of CPU by a loaded
+        machine must not bill, or teach a budget, its own scheduling lag (pricing-facts.md: public
+        models bill `metrics.predict_time`, "active prediction time only"). Never earlier than
+        an item already streamed, so ``time_to_first_token <= predict_time`` holds."""
+        assert p.started is not None
+        planned = p.started + duration
+        if p.first_output is not None:
+            planned = max(planned, p.first_output)
+        return min(self.clock.now(), planned)
 
     async def _sleep_until(self, deadline: float) -> None:
         delay = deadline - self.clock.now()
