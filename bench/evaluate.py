@@ -42,8 +42,10 @@ def main() -> None:
         return value
 
     print(f"{n:,} rows")
-    scored = timed("score: callable of the output", lambda: rb.score(res, words=lambda output: len(output.split())))
-    timed("score: callable of the row (rb.scorers.contains)", lambda: rb.score(res, cat=rb.scorers.contains("cat")))
+    scored = timed("score: callable of the output",
+                   lambda: rb.score(res, words=lambda output: len(output.split())))
+    timed("score: callable of the row (rb.scorers.contains)",
+          lambda: rb.score(res, cat=rb.scorers.contains("cat")))
     timed("leaderboard by model (bootstrap, win rates)", lambda: rb.leaderboard(scored, score="words"))
     after = res.assign(output=res["output"].where(np.arange(n) % 10 > 0, "the dog sat on the mat"))
     changes = timed("diff (10% of outputs changed)", lambda: rb.diff(res, after, on="item"))

@@ -153,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
                 lambda url, n: run_replibatch(url, n, cache=False, rate_limit=unlimited), rows, None),
         measure("replibatch, cold cache", options,
                 lambda url, n: run_replibatch(url, n, rate_limit=unlimited), rows, None),
-        measure("official gather, semaphore 64", options, lambda url, n: run_official(url, n, 64), rows, None),
+        measure("official gather, semaphore 64", options,
+                lambda url, n: run_official(url, n, 64), rows, None),
     ]
     print(pd.DataFrame(table).to_string(index=False))
     return 0

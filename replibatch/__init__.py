@@ -13,13 +13,13 @@ from . import plot, scorers
 from .browse import browse
 from .cache import CacheInfo, ResultCache, cache_info, clear_cache
 from .compare import Comparison, compare
+from .diff import diff
 from .errors import (
     AuthenticationError,
     ConfigurationError,
     ReplibatchError,
     ReplicateAPIError,
 )
-from .diff import diff
 from .estimate import estimate
 from .grid import grid
 from .judge import ajudge, judge

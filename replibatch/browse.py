@@ -34,7 +34,8 @@ _DETAIL_CSS = """
 .rb-root.rb-detail h4 { margin: 4px 0 6px; }
 .rb-root.rb-detail table.rb-fields { border-collapse: collapse; font-size: 12px; margin-bottom: 8px; }
 .rb-root.rb-detail table.rb-fields th, .rb-root.rb-detail table.rb-fields td {
-  padding: 1px 8px 1px 0; text-align: left; border: 0; border-bottom: 1px solid var(--rb-border); min-width: 0;
+  padding: 1px 8px 1px 0; text-align: left; border: 0; border-bottom: 1px solid var(--rb-border);
+  min-width: 0;
   line-height: 1.35; vertical-align: top; background: transparent; color: inherit; }
 .rb-root.rb-detail table.rb-fields th { color: var(--rb-muted); font-weight: 400; white-space: nowrap; }
 .rb-root.rb-detail table.rb-fields td { max-width: 360px; overflow-wrap: anywhere; }

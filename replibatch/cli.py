@@ -156,7 +156,7 @@ def read_frame(path: str | os.PathLike[str]) -> pd.DataFrame:
             "use a .csv, .parquet, .jsonl or .json file"
         )
     if not file.exists():
-        raise CliError(f"no such file: {str(file)!r} (check the path; it is relative to {os.getcwd()})")
+        raise CliError(f"no such file: {str(file)!r} (check the path; it is relative to {Path.cwd()})")
     if file.is_dir():
         raise CliError(f"{str(file)!r} is a directory; give a .csv, .parquet or .jsonl file")
     try:
@@ -259,7 +259,7 @@ def _plain(value: Any) -> Any:
 def _plain_records(df: pd.DataFrame) -> Any:
     columns = [str(c) for c in df.columns]
     for values in df.itertuples(index=False, name=None):
-        yield {name: _plain(value) for name, value in zip(columns, values)}
+        yield {name: _plain(value) for name, value in zip(columns, values, strict=True)}
 
 
 def _flat_frame(df: pd.DataFrame) -> pd.DataFrame:
@@ -272,7 +272,7 @@ def _flat_frame(df: pd.DataFrame) -> pd.DataFrame:
             continue
         values = [_plain(v) for v in flat[name]]
         kinds = {type(v) for v in values if v is not None}
-        if kinds <= {str} or len(kinds) == 1 and not kinds & {list, dict}:
+        if kinds <= {str} or (len(kinds) == 1 and not kinds & {list, dict}):
             cells = values
         else:
             # Mixed column: text stays text, everything else is written as its JSON text.
@@ -309,7 +309,8 @@ _EPILOG_RUN = """\
 examples:
   replibatch run data/prompts.csv --model replibatch/tiny-llama --param temperature=0.2,0.9 \\
       --offline --out results.parquet
-  replibatch run prompts.csv --model meta/meta-llama-3-8b-instruct --model mistralai/mistral-7b-instruct-v0.2 \\
+  replibatch run prompts.csv --model meta/meta-llama-3-8b-instruct \\
+      --model mistralai/mistral-7b-instruct-v0.2 \\
       --param max_tokens=256 --max-cost 0.50 --out results.jsonl --report report.html
 
 Every --model and every --param is an axis of a grid: each input row runs once per combination.
@@ -692,7 +693,9 @@ def _check_columns(
             raise CliError("--inputs is empty: list column names, e.g. --inputs prompt,seed")
         for name in wanted:
             if name not in df.columns and name not in params:
-                raise CliError(f"--inputs names {name!r}, which is not a column of the input (columns: {columns})")
+                raise CliError(
+                    f"--inputs names {name!r}, which is not a column of the input (columns: {columns})"
+                )
 
 
 def _check_model_ref(text: str) -> None:
@@ -721,7 +724,9 @@ def _check_offline_models(models: list[str]) -> None:
         )
 
 
-def _execute(frame: pd.DataFrame, inputs: list[str] | None, options: dict[str, Any], *, offline: bool) -> pd.DataFrame:
+def _execute(
+    frame: pd.DataFrame, inputs: list[str] | None, options: dict[str, Any], *, offline: bool
+) -> pd.DataFrame:
     from .runner import run
 
     if not offline:
@@ -733,9 +738,8 @@ def _execute(frame: pd.DataFrame, inputs: list[str] | None, options: dict[str, A
 
 
 def _print_summary(res: pd.DataFrame, quiet: bool, *, saved: bool) -> None:
-    from .summary import format_summary, summarize
-
     from .progress import bar_wanted
+    from .summary import format_summary, summarize
 
     summary = res.attrs.get("replibatch") or summarize(res, 0.0)
     # A progress bar already printed the summary under itself (stderr): say it once.

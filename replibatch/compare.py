@@ -89,7 +89,7 @@ def column_label(names: Sequence[str], key: Key, whole: set[str] | None = None) 
     """A column header: ``name=value`` per part, so a parameter keeps its name (``temperature=0.7``);
     the model and internal columns (names starting ``__``) show their value alone."""
     parts = []
-    for name, part in zip(names, key):
+    for name, part in zip(names, key, strict=False):
         value = _text(part, name in (whole or set()))
         plain = name == "model" or str(name).startswith("__")
         parts.append(value if plain else f"{name}={value}")
@@ -223,10 +223,10 @@ class Comparison:
         for row_key in self.row_keys:
             cells = "".join(
                 f'<th scope="row">{self._renderer.render_text(_label((part,), (name,), whole))}</th>'
-                for name, part in zip(self._index, row_key)
+                for name, part in zip(self._index, row_key, strict=False)
             )
             same = self._identical(row_key, labels)
-            for col_key, label in zip(self.column_keys, labels):
+            for col_key, label in zip(self.column_keys, labels, strict=False):
                 positions = self.cells.get((row_key, col_key), [])
                 cells += f"<td>{self._cell_html(positions, same.get(label, []))}</td>"
             body.append(f"<tr>{cells}</tr>")
@@ -256,7 +256,7 @@ class Comparison:
         values = self._res[self._values]
         status = self._res["status"] if "status" in self._res.columns else None
         groups: dict[Any, list[str]] = {}
-        for col_key, label in zip(self.column_keys, labels):
+        for col_key, label in zip(self.column_keys, labels, strict=False):
             positions = self.cells.get((row_key, col_key), [])
             if len(positions) != 1:
                 continue  # several samples in a cell: "the same" would be ambiguous
@@ -306,7 +306,8 @@ class ColumnStats:
 
 def _footer_html(stats: ColumnStats) -> str:
     parts = [
-        f"mean cost {format_usd(stats.mean_cost_usd)}" if math.isfinite(stats.mean_cost_usd) else "mean cost —",
+        (f"mean cost {format_usd(stats.mean_cost_usd)}" if math.isfinite(stats.mean_cost_usd)
+         else "mean cost —"),
         f"p50 {format_seconds(stats.p50_latency_s)}" if math.isfinite(stats.p50_latency_s) else "p50 —",
         f"{stats.failed} of {stats.rows} failed" if stats.failed else f"{stats.rows} ok",
     ]
@@ -459,7 +460,8 @@ def compare(
     `max_text` characters, and, with `badges`, each row's status, latency, cost and cache state.
     Parameter columns are headed ``name=value``; several files in one cell show as a grid of
     thumbnails (click one to enlarge it); outputs identical to another column's in the same row
-    get a "same as" badge; with `footer`, a last row gives each column's mean cost, median latency and failures.
+    get a "same as" badge; with `footer`, a last row gives each column's mean cost, median latency
+    and failures.
     The table scrolls inside its own box of at most `max_height` (a CSS length) so the header row,
     the index column and the footer stay in view. `sort`: a numeric column (``latency_s``,
     ``cost_usd``, a score); rows are ordered by its mean across the row, ``-name`` for descending.

@@ -18,7 +18,7 @@ judge or rating columns) and returns one row per pair:
 Outputs are compared as text (file outputs by their file-store path, which is named by the
 file's content hash, so equal files compare equal). `differing_rows` backs
 ``rb.compare(..., only_different=True)``.
-"""
+"""  # noqa: E501 - the table's rows cannot wrap
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def output_similarity(before: Any, after: Any) -> float:
     images_before, images_after = image_paths(before), image_paths(after)
     if images_before and images_after:
         try:
-            pairs = list(zip(images_before, images_after))
+            pairs = list(zip(images_before, images_after, strict=False))
             similar = [image_similarity(a, b) for a, b in pairs]
         except OSError:
             return math.nan
@@ -106,12 +106,13 @@ def _default_on(before: pd.DataFrame, after: pd.DataFrame) -> list[str]:
 
 def _keys(frame: pd.DataFrame, on: list[str], side: str) -> list[tuple[Any, ...]]:
     keys = [tuple(None if (isinstance(v, float) and math.isnan(v)) else v for v in row)
-            for row in zip(*(frame[c].tolist() for c in on))]
+            for row in zip(*(frame[c].tolist() for c in on), strict=True)]
     seen: set[tuple[Any, ...]] = set()
     for key in keys:
         if key in seen:
             raise ConfigurationError(
-                f"{side} has more than one row for {dict(zip(on, key))!r}: pass on=[...] with the "
+                f"{side} has more than one row for {dict(zip(on, key, strict=False))!r}: "
+                "pass on=[...] with the "
                 "columns that tell its rows apart (e.g. add 'model' or 'sample')"
             )
         seen.add(key)
@@ -177,7 +178,7 @@ def diff(before: pd.DataFrame, after: pd.DataFrame, on: str | Sequence[str] | No
         st_b, st_a = left_cells.get("status", i), right_cells.get("status", j)
         both = i is not None and j is not None
         changed = not both or fingerprint(out_b) != fingerprint(out_a) or st_b != st_a
-        record: dict[str, Any] = dict(zip(columns, key))
+        record: dict[str, Any] = dict(zip(columns, key, strict=False))
         record.update(
             pair="both" if both else "before only" if j is None else "after only",
             output_before=out_b, output_after=out_a, status_before=st_b, status_after=st_a,
@@ -215,10 +216,10 @@ def differing_rows(res: pd.DataFrame, index: list[str], columns: list[str], valu
     A group present in only some of the columns counts as different.
     """
     groups: dict[tuple[Any, ...], dict[tuple[Any, ...], set[str | None]]] = {}
-    index_keys = list(zip(*(res[c].tolist() for c in index)))
-    column_keys = list(zip(*(res[c].tolist() for c in columns))) if columns else [()] * len(res)
+    index_keys = list(zip(*(res[c].tolist() for c in index), strict=True))
+    column_keys = list(zip(*(res[c].tolist() for c in columns), strict=True)) if columns else [()] * len(res)
     prints = [fingerprint(v) for v in res[values].tolist()]
-    for row_key, col_key, value in zip(index_keys, column_keys, prints):
+    for row_key, col_key, value in zip(index_keys, column_keys, prints, strict=False):
         groups.setdefault(row_key, {}).setdefault(col_key, set()).add(value)
     all_columns = set(column_keys)
     different = {}

@@ -39,9 +39,9 @@ from .inputs import is_uri
 from .refs import ModelRef, parse_model_ref
 
 __all__ = [
-    "MODEL_COLUMN",
     "ADDED_COLUMNS",
     "CACHE_KEY_COLUMN",
+    "MODEL_COLUMN",
     "RESULT_COLUMNS",
     "SAMPLE_COLUMN",
     "STATUSES",
@@ -327,7 +327,7 @@ def assemble(df: pd.DataFrame, plan: Plan, rows: Sequence[Mapping[str, Any] | No
         raise ValueError(
             f"{len(rows)} result rows and {len(plan.jobs)} jobs for a frame of {len(df)} rows"
         )
-    present = set()
+    present: set[str] = set()
     for row in rows:
         if row:
             present.update(column for column in TOKEN_COLUMNS if row.get(column) is not None)
@@ -336,7 +336,7 @@ def assemble(df: pd.DataFrame, plan: Plan, rows: Sequence[Mapping[str, Any] | No
     new: dict[str, Any] = {}
     if plan.model_from_argument:
         new[MODEL_COLUMN] = _object_array([job.model for job in plan.jobs])
-    for column, values in zip(columns, _transpose(rows, columns)):
+    for column, values in zip(columns, _transpose(rows, columns), strict=True):
         if column in _FLOAT_COLUMNS or column in ("time_to_first_token", "tokens_per_second"):
             new[column] = np.array(
                 [np.nan if value is None else value for value in values], dtype="float64"
@@ -369,11 +369,11 @@ def _transpose(rows: Sequence[Mapping[str, Any] | None], columns: list[str]) -> 
     take = operator.itemgetter(*columns)
     try:
         # One C-level lookup of every column per row: the common case, where every row has them.
-        table = [take(row) for row in rows]
+        table = [take(row) for row in rows]  # type: ignore[arg-type]  # a None row: TypeError, below
     except (KeyError, TypeError):
         empty = (None,) * len(columns)
         table = [tuple(row.get(c) for c in columns) if row else empty for row in rows]
-    return [list(values) for values in zip(*table)] if table else [[] for _ in columns]
+    return [list(values) for values in zip(*table, strict=True)] if table else [[] for _ in columns]
 
 
 def one_line(text: Any, limit: int = MAX_ERROR_CHARS) -> str:
@@ -515,6 +515,7 @@ def _input_columns(
     inputs: Sequence[Hashable] | Mapping[str, Hashable] | str | None,
     model_column: str | None,
 ) -> dict[str, Hashable]:
+    pairs: list[tuple[Hashable, Hashable]]
     if inputs is None:
         pairs = [
             (column, column)

@@ -29,9 +29,10 @@ import mimetypes
 import os
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .errors import ConfigurationError
 from .filestore import OutputFile
@@ -158,7 +159,7 @@ def as_file_input(value: Any) -> FileInput | None:
                 f"file object {_describe(value)} returned {type(data).__name__}, not bytes"
             )
         name = getattr(value, "name", None)
-        filename = os.path.basename(name) if isinstance(name, str) else None
+        filename = Path(name).name if isinstance(name, str) else None
         return FileInput.from_bytes(bytes(data), filename=filename or None)
     return None
 

@@ -160,7 +160,7 @@ def _build_jobs(res: pd.DataFrame, rubric: str, image_input: str | None, prompt_
         values = {name: text_of(columns[name][i]) if name == "output" else columns[name][i]
                   for name in names}
         texts.append(rubric.format_map(values))
-        found = image_paths(res["output"].iat[i]) if image_input else []
+        found = image_paths(res["output"].iat[int(i)]) if image_input else []
         images.append(found[0] if found else None)
         positions.append(int(i))
     frame = pd.DataFrame({prompt_input: pd.Series(texts, dtype=object)})

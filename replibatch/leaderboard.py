@@ -68,13 +68,15 @@ def _normal_quantile(p: float) -> float:
     return (low + high) / 2
 
 
-def win_rates(keys: list[tuple[Any, ...]], prompts: list[tuple[Any, ...]], scores: np.ndarray) -> dict[tuple[Any, ...], float]:
+def win_rates(
+    keys: list[tuple[Any, ...]], prompts: list[tuple[Any, ...]], scores: np.ndarray
+) -> dict[tuple[Any, ...], float]:
     """Per group key: (wins + ties/2) / comparisons over prompts (see the module docstring).
 
     Groups never compared (alone on every prompt, or without scores) are left out.
     """
     per_prompt: dict[tuple[Any, ...], dict[tuple[Any, ...], list[float]]] = {}
-    for key, prompt, value in zip(keys, prompts, scores):
+    for key, prompt, value in zip(keys, prompts, scores, strict=False):
         if not math.isnan(value):
             per_prompt.setdefault(prompt, {}).setdefault(key, []).append(float(value))
     wins: dict[tuple[Any, ...], float] = {}
@@ -153,11 +155,12 @@ def leaderboard(
                  if "status" in res.columns else np.ones(len(res), dtype=bool))
     scores = np.where(succeeded, scores, np.nan)
 
-    keys = list(zip(*(res[c].tolist() for c in by_columns)))
-    prompts = list(zip(*(res[c].tolist() for c in per_columns))) if per_columns else []
+    keys = list(zip(*(res[c].tolist() for c in by_columns), strict=True))
+    prompts = list(zip(*(res[c].tolist() for c in per_columns), strict=True)) if per_columns else []
     wins = win_rates(keys, prompts, scores) if per_columns and score_name else {}
-    cost = pd.to_numeric(res.get("cost_usd", pd.Series(np.nan, index=res.index)), errors="coerce").to_numpy(dtype=float)
-    latency = pd.to_numeric(res.get("latency_s", pd.Series(np.nan, index=res.index)), errors="coerce").to_numpy(dtype=float)
+    missing = pd.Series(np.nan, index=res.index)
+    cost = pd.to_numeric(res.get("cost_usd", missing), errors="coerce").to_numpy(dtype=float)
+    latency = pd.to_numeric(res.get("latency_s", missing), errors="coerce").to_numpy(dtype=float)
 
     positions: dict[tuple[Any, ...], list[int]] = {}
     for i, key in enumerate(keys):
@@ -172,7 +175,7 @@ def leaderboard(
         times = latency[at][ok]
         times = times[~np.isnan(times)]
         records.append({
-            **dict(zip(by_columns, key)),
+            **dict(zip(by_columns, key, strict=False)),
             "rows": len(at),
             "succeeded": int(ok.sum()),
             "failures": int(len(at) - ok.sum()),
@@ -217,7 +220,7 @@ class Leaderboard:
         f = self.frame
         finite = f["score_high"].dropna().tolist() + f["score"].dropna().tolist()
         top = max(finite) if finite else 1.0
-        low_end = min(0.0, min(f["score_low"].dropna().tolist() + [0.0]))
+        low_end = min(0.0, min([*f["score_low"].dropna().tolist(), 0.0]))
         span = (top - low_end) or 1.0
         best = {
             "score": f["score"].max(), "win_rate": f["win_rate"].max(),
@@ -225,7 +228,8 @@ class Leaderboard:
         }
 
         def bold(column: str, value: float, text: str) -> str:
-            return f"<b>{text}</b>" if len(f) > 1 and not math.isnan(value) and value == best[column] else text
+            wins = len(f) > 1 and not math.isnan(value) and value == best[column]
+            return f"<b>{text}</b>" if wins else text
 
         rows = []
         for rank, (key, row) in enumerate(f.iterrows(), start=1):
@@ -233,17 +237,21 @@ class Leaderboard:
             if math.isnan(row["score"]):
                 score_html = '<span class="rb-none">—</span>'
             else:
-                interval = ("" if math.isnan(row["score_low"])
-                            else f' <span class="rb-ci">[{row["score_low"]:.2f}, {row["score_high"]:.2f}]</span>')
-                left = (0 if math.isnan(row["score_low"]) else (row["score_low"] - low_end) / span) * 100
-                width = (0 if math.isnan(row["score_high"]) else (row["score_high"] - row["score_low"]) / span) * 100
+                low, high = row["score_low"], row["score_high"]
+                interval = ("" if math.isnan(low)
+                            else f' <span class="rb-ci">[{low:.2f}, {high:.2f}]</span>')
+                left = (0 if math.isnan(low) else (low - low_end) / span) * 100
+                width = (0 if math.isnan(high) else (high - low) / span) * 100
                 mean = (row["score"] - low_end) / span * 100
-                bar = (f'<div class="rb-bar"><div class="rb-bar-ci" style="left:{left:.1f}%;width:{width:.1f}%"></div>'
+                bar = ('<div class="rb-bar">'
+                       f'<div class="rb-bar-ci" style="left:{left:.1f}%;width:{width:.1f}%"></div>'
                        f'<div class="rb-bar-mean" style="left:{mean:.1f}%"></div></div>')
                 score_html = bold("score", row["score"], f"{row['score']:.2f}") + interval + bar
-            win = "—" if math.isnan(row["win_rate"]) else bold("win_rate", row["win_rate"], f"{row['win_rate']:.0%}")
-            cost = "—" if math.isnan(row["cost_per_row"]) else bold("cost_per_row", row["cost_per_row"], format_usd(row["cost_per_row"]))
-            p50 = "—" if math.isnan(row["p50_latency_s"]) else bold("p50_latency_s", row["p50_latency_s"], f"{row['p50_latency_s']:.3g} s")
+            win_rate, cost_per_row, p50_s = row["win_rate"], row["cost_per_row"], row["p50_latency_s"]
+            win = "—" if math.isnan(win_rate) else bold("win_rate", win_rate, f"{win_rate:.0%}")
+            cost = ("—" if math.isnan(cost_per_row)
+                    else bold("cost_per_row", cost_per_row, format_usd(cost_per_row)))
+            p50 = "—" if math.isnan(p50_s) else bold("p50_latency_s", p50_s, f"{p50_s:.3g} s")
             p95 = "—" if math.isnan(row["p95_latency_s"]) else f"{row['p95_latency_s']:.3g} s"
             fails = f'<span class="rb-bad">{int(row["failures"])}</span>' if row["failures"] else "0"
             rows.append(
@@ -255,7 +263,8 @@ class Leaderboard:
         head = ("<tr><th>#</th><th>" + esc(" · ".join(map(str, f.index.names))) + "</th>"
                 f"<th>{what} (mean, {self.confidence:.0%} CI)</th><th>win rate</th><th>succeeded</th>"
                 "<th>failures</th><th>cost / row</th><th>p50 latency</th><th>p95 latency</th></tr>")
-        return f"<style>{_CSS}</style><div class='rb-board'><table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table></div>"
+        return (f"<style>{_CSS}</style><div class='rb-board'><table><thead>{head}</thead>"
+                f"<tbody>{''.join(rows)}</tbody></table></div>")
 
 
 _CSS = """
@@ -263,12 +272,15 @@ _CSS = """
 .rb-board table th, .rb-board table td { padding: 4px 10px; border-bottom: 1px solid rgba(128,128,128,.3);
   text-align: left !important; vertical-align: middle; color: inherit; }
 .rb-board thead th { font-weight: 600; border-bottom: 2px solid rgba(128,128,128,.6); }
-.rb-board tbody th { font-weight: 600; max-width: 28em; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.rb-board tbody th { font-weight: 600; max-width: 28em; overflow: hidden; text-overflow: ellipsis;
+  white-space: nowrap; }
 .rb-board .rb-ci { opacity: .7; font-size: 11px; }
 .rb-board .rb-bar { position: relative; height: 6px; width: 160px; margin-top: 3px;
   background: rgba(128,128,128,.15); border-radius: 3px; }
-.rb-board .rb-bar-ci { position: absolute; top: 0; height: 6px; background: rgba(66,133,244,.45); border-radius: 3px; }
-.rb-board .rb-bar-mean { position: absolute; top: -2px; width: 2px; height: 10px; background: rgb(30,90,200); }
+.rb-board .rb-bar-ci { position: absolute; top: 0; height: 6px; background: rgba(66,133,244,.45);
+  border-radius: 3px; }
+.rb-board .rb-bar-mean { position: absolute; top: -2px; width: 2px; height: 10px;
+  background: rgb(30,90,200); }
 .rb-board .rb-bad { color: #c0392b; font-weight: 600; }
 .rb-board .rb-none { opacity: .5; }
 """

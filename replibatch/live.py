@@ -104,7 +104,10 @@ class LiveView:
             f'<span class="rb-error">{esc(item.error)}</span></li>'
             for item in reversed(self.failures)
         )
-        failure_block = f'<div class="rb-caption">latest failures</div><ul class="rb-live-failures">{failures}</ul>' if failures else ""
+        failure_block = (
+            f'<div class="rb-caption">latest failures</div><ul class="rb-live-failures">{failures}</ul>'
+            if failures else ""
+        )
         return (
             f"<style>{CSS}{_CSS}</style><div class=\"rb-root rb-live\">"
             f'<div class="rb-caption">{self.finished:,} of {self.total:,} finished · '

@@ -77,7 +77,8 @@ CSS = PALETTE_CSS + """
 .rb-root .rb-scroll-box thead th { position: sticky; top: 0; z-index: 2; }
 .rb-root .rb-scroll-box tbody th:first-child { position: sticky; left: 0; z-index: 1; }
 .rb-root .rb-scroll-box thead th:first-child { left: 0; z-index: 3; }
-.rb-root .rb-scroll-box tfoot th, .rb-root .rb-scroll-box tfoot td { position: sticky; bottom: 0; z-index: 2; }
+.rb-root .rb-scroll-box tfoot th, .rb-root .rb-scroll-box tfoot td {
+  position: sticky; bottom: 0; z-index: 2; }
 .rb-root .rb-scroll-box tfoot th:first-child { left: 0; z-index: 3; }
 .rb-root .rb-caption { color: var(--rb-muted); font-size: 12px; margin: 0 0 4px; }
 """
@@ -288,13 +289,13 @@ def _shrink_image(path: Path, max_px: int, *, force: bool) -> tuple[bytes, str] 
             has_alpha = image.mode in ("RGBA", "LA", "PA") or (
                 image.mode == "P" and "transparency" in image.info
             )
-            image = image.convert("RGBA" if has_alpha else "RGB")
-            image.thumbnail((max_px, max_px))
+            small = image.convert("RGBA" if has_alpha else "RGB")
+            small.thumbnail((max_px, max_px))
             buffer = io.BytesIO()
             if has_alpha:
-                image.save(buffer, format="PNG", optimize=True)
+                small.save(buffer, format="PNG", optimize=True)
                 return buffer.getvalue(), "image/png"
-            image.save(buffer, format="JPEG", quality=85, optimize=True)
+            small.save(buffer, format="JPEG", quality=85, optimize=True)
             return buffer.getvalue(), "image/jpeg"
     except (OSError, ValueError, Image.DecompressionBombError):
         return None

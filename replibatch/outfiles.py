@@ -17,7 +17,7 @@ def _path(value: Any) -> Path | None:
     elif isinstance(value, str):
         # File-store outputs are str subclasses carrying the path; plain absolute paths work too.
         text = str(getattr(value, "path", value))
-        if "\n" in text or len(text) > 4096 or not text.startswith(("/", "\\")) and ":" not in text[:3]:
+        if "\n" in text or len(text) > 4096 or (not text.startswith(("/", "\\")) and ":" not in text[:3]):
             return None
         candidate = Path(text)
     else:

@@ -20,9 +20,9 @@ matplotlib is imported only when something is drawn.
 from __future__ import annotations
 
 import math
-
 import re
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -32,6 +32,7 @@ from .plotscale import padded_limits, palette, submit_rates, wants_log
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 __all__ = [
     "cost",
@@ -88,6 +89,15 @@ _LEGEND_EXTRA_IN = 0.6
 _SIDE_LEGEND_SHARE = 0.25
 
 
+def _root_figure(ax: Axes) -> Figure:
+    """The top-level figure `ax` is drawn on: a subfigure has no size of its own, and its dpi
+    transform is its root's."""
+    from matplotlib.figure import SubFigure
+
+    figure = ax.figure
+    return figure.figure if isinstance(figure, SubFigure) else figure
+
+
 def _outside_legend(ax: Axes, title: str) -> None:
     """A legend outside the axes (inside it would hide points): at the right when its labels are
     short, else below the x axis label in as many columns as fit the axes' width."""
@@ -109,10 +119,10 @@ def _outside_legend(ax: Axes, title: str) -> None:
     # Below the tick labels and the axis label: measure them in points.
     rc = _rc()
     tick_pt = FontProperties(size=rc["xtick.labelsize"]).get_size_in_points()
-    label_pt = ax.xaxis.label.get_size()
+    label_pt = ax.xaxis.label.get_fontproperties().get_size_in_points()
     below_pt = (rc["xtick.major.size"] + rc["xtick.major.pad"] + 1.3 * tick_pt
                 + ax.xaxis.labelpad + 1.3 * label_pt + 4)
-    anchor = offset_copy(ax.transAxes, fig=figure, y=-below_pt, units="points")
+    anchor = offset_copy(ax.transAxes, fig=_root_figure(ax), y=-below_pt, units="points")
     ax.legend(title=title, loc="upper center", bbox_to_anchor=(0.5, 0), bbox_transform=anchor,
               ncols=ncols, fontsize="small", frameon=False, borderaxespad=0)
 
@@ -186,7 +196,7 @@ def _category_ticks(ax: Axes, labels: list[Any], *, axis: str = "x") -> None:
     longest = max((len(line) for t in texts for line in t.split("\n")), default=0)
     # Rotate only when the labels would run into each other side by side (~0.08 in per character
     # at the default 10 pt font).
-    figure_width = ax.figure.get_figwidth() * ax.get_position().width
+    figure_width = _root_figure(ax).get_figwidth() * ax.get_position().width
     if texts and longest * 0.08 > 0.9 * figure_width / len(texts):
         for tick in ax.get_xticklabels():
             tick.set_rotation(30)
@@ -250,7 +260,8 @@ def latency(
     groups = latency_groups(data, x=x, y=y, hue=hue)
     categories = list(dict.fromkeys(c for c, _ in groups))
     levels = list(dict.fromkeys(h for _, h in groups))
-    ax = _axes(ax, (max(5.0, min(16.0, 1.6 * len(categories) + 0.6 * len(categories) * max(0, len(levels) - 1) + 1.5)), 4.5))
+    inches = 1.6 * len(categories) + 0.6 * len(categories) * max(0, len(levels) - 1) + 1.5
+    ax = _axes(ax, (max(5.0, min(16.0, inches)), 4.5))
     by_value = palette(data, hue if hue is not None else x)
     width = 0.8 / len(levels) if levels else 0.8
     rng = np.random.default_rng(0)  # fixed jitter: the same frame always draws the same plot
@@ -271,13 +282,13 @@ def latency(
             medianprops={"color": "black"},
         )
         keys = [level if hue is not None else c for c in categories if (c, level) in groups]
-        for box, key in zip(boxes["boxes"], keys):
+        for box, key in zip(boxes["boxes"], keys, strict=False):
             colour = by_value.get(key, (0.3, 0.3, 0.3, 1.0))
             box.set_facecolor((*colour[:3], 0.35))
             box.set_edgecolor(colour)
         if hue is not None:
             boxes["boxes"][0].set_label(short_label(level, 40))
-        for position, sample, key in zip(positions, samples, keys):
+        for position, sample, key in zip(positions, samples, keys, strict=False):
             jitter = rng.uniform(-width * 0.2, width * 0.2, size=len(sample))
             colour = by_value.get(key, (0.3, 0.3, 0.3, 1.0))
             ax.scatter(position + jitter, sample, s=12, color=colour, alpha=0.7, zorder=3)
@@ -294,7 +305,8 @@ def latency(
     if hue is not None:
         ax.legend(title=hue, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
     shown = sum(len(v) for v in groups.values())
-    ax.set_title(f"{_sentence(axis_label(y).split(' (')[0])} by {x}{_note(len(data) - shown, f'without {y}')}")
+    what = _sentence(axis_label(y).split(" (")[0])
+    ax.set_title(f"{what} by {x}{_note(len(data) - shown, f'without {y}')}")
     return ax
 
 
@@ -337,7 +349,7 @@ def _usd_formatter() -> Any:
 
     from .summary import format_usd
 
-    class USDFormatter(Formatter):  # type: ignore[misc]
+    class USDFormatter(Formatter):
         decimals: int | None = None
 
         def set_locs(self, locs: Any) -> None:
@@ -366,7 +378,7 @@ def _tick_decimals(locs: Any) -> int | None:
     if not values:
         return None
     scale = max(abs(v) for v in values) or 1.0
-    for decimals in range(0, 13):
+    for decimals in range(13):
         if decimals == 1:
             continue  # cents: $0.50, not $0.5
         if all(abs(v - round(v, decimals)) <= scale * 1e-9 for v in values):
@@ -412,7 +424,7 @@ def cost(
         edgecolor=colours,
     )
     tops = heights + (np.nan_to_num(errors) if errors is not None else 0)
-    for position, (height, top) in enumerate(zip(heights, tops)):
+    for position, (height, top) in enumerate(zip(heights, tops, strict=True)):
         # Above the error bar, so the whisker does not strike through the number.
         ax.annotate(_usd(height), (position, top), xytext=(0, 3), textcoords="offset points",
                     ha="center", va="bottom", fontsize="small")
@@ -431,7 +443,8 @@ def cost(
     unknown = int(summary["n_unknown"].sum())
     what = "Mean cost per prediction" if stat == "mean" else "Total cost"
     # On a second line: beside a long column name it would run past the axes.
-    extra = "\n(error bars: ± 1 sd)" if stat == "mean" and not log and np.isfinite(errors).any() else ""
+    shows_errors = stat == "mean" and not log and errors is not None and np.isfinite(errors).any()
+    extra = "\n(error bars: ± 1 sd)" if shows_errors else ""
     ax.set_title(f"{what} by {x}{extra}{_note(unknown, 'with unknown cost')}")
     return ax
 
@@ -533,7 +546,8 @@ def heatmap(
     Raises ConfigurationError when a column is missing.
     """
     table = heatmap_table(data, x=x, y=y, value=value, agg=agg)
-    ax = _axes(ax, (max(5.0, min(16.0, 1.3 * table.shape[1] + 3)), max(3.5, min(12.0, 0.6 * table.shape[0] + 2))))
+    size = (max(5.0, min(16.0, 1.3 * table.shape[1] + 3)), max(3.5, min(12.0, 0.6 * table.shape[0] + 2)))
+    ax = _axes(ax, size)
     grid = np.ma.masked_invalid(table.to_numpy())
     import matplotlib
 
@@ -551,7 +565,8 @@ def heatmap(
         norm = image.norm
         for (row, col), cell in np.ndenumerate(table.to_numpy()):
             if np.isfinite(cell):
-                dark = norm(cell) < 0.6  # viridis-like maps are dark at the low end
+                # A scalar in, a scalar out: matplotlib's stubs type Norm.__call__ for arrays only.
+                dark = cast(float, norm(cell)) < 0.6  # viridis-like maps are dark at the low end
                 ax.text(col, row, fmt(cell), ha="center", va="center", fontsize="small",
                         color="white" if dark else "black")
     ax.set_title(f"{_sentence(label)} by {y} × {x}")

@@ -52,7 +52,8 @@ def score_vs_cost(
     """
     from .plot import _axes, short_label
 
-    board = data if isinstance(data, Leaderboard) else leaderboard(data, by=by, score=score, **leaderboard_options)
+    board = (data if isinstance(data, Leaderboard)
+             else leaderboard(data, by=by, score=score, **leaderboard_options))
     frame = board.frame
     known = frame.dropna(subset=["score", "cost_per_row"])
     if known.empty:

@@ -16,7 +16,7 @@ Kinds of rating, one value of each per row:
 
 Marking a row ``best`` takes it from the other rows of the same group (rows sharing the
 ``prompt`` column by default, ``group=`` picks other columns). Values are JSON (never pickles).
-"""
+"""  # noqa: E501 - the table's rows cannot wrap
 
 from __future__ import annotations
 
@@ -174,7 +174,9 @@ def _positions(res: pd.DataFrame, rows: Any) -> list[int]:
     for label in labels:
         if not isinstance(label, Hashable) or label not in res.index:
             raise ConfigurationError(f"row {label!r} is not in the frame's index")
-        found = res.index.get_indexer_for([label])
+        # pandas-stubs want an Index here; pandas takes any list-like (and Index([tuple]) would
+        # build a MultiIndex).
+        found = res.index.get_indexer_for([label])  # type: ignore[arg-type]
         positions.extend(int(p) for p in found)
     return positions
 

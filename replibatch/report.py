@@ -18,10 +18,10 @@ import math
 import os
 import secrets
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 
@@ -51,7 +51,8 @@ h2 { font-size: 17px; margin: 28px 0 10px; border-bottom: 1px solid var(--rb-bor
 .rb-summary { font-size: 15px; background: var(--rb-head-bg); border: 1px solid var(--rb-border);
   border-radius: 6px; padding: 10px 14px; display: inline-block; }
 table.rb-stats { border-collapse: collapse; font-size: 13px; }
-table.rb-stats th, table.rb-stats td { border: 1px solid var(--rb-border); padding: 5px 10px; text-align: right; }
+table.rb-stats th, table.rb-stats td { border: 1px solid var(--rb-border); padding: 5px 10px;
+  text-align: right; }
 table.rb-stats th:first-child, table.rb-stats td:first-child { text-align: left; }
 table.rb-stats thead th { background: var(--rb-head-bg); }
 .rb-plots { display: flex; flex-wrap: wrap; gap: 16px; align-items: flex-start; }
@@ -159,7 +160,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], Any]) -> 
         with open(tmp, "x", encoding="utf-8"):
             pass  # create it here so a name clash fails instead of overwriting
         write(tmp)
-        os.replace(tmp, target)
+        tmp.replace(target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -179,10 +180,12 @@ def _default_index(res: pd.DataFrame) -> str:
 
 
 def _stats_table(res: pd.DataFrame) -> str:
-    group = res[MODEL_COLUMN].astype(str) if MODEL_COLUMN in res.columns else pd.Series("all", index=res.index)
+    group = (res[MODEL_COLUMN].astype(str) if MODEL_COLUMN in res.columns
+             else pd.Series("all", index=res.index))
     latency = _numbers(res, "latency_s")
     cost = _numbers(res, "cost_usd")
-    cached = res["cached"].fillna(False).astype(bool) if "cached" in res.columns else pd.Series(False, index=res.index)
+    cached = (res["cached"].fillna(False).astype(bool) if "cached" in res.columns
+              else pd.Series(False, index=res.index))
     head = ("model", "rows", "succeeded", "not succeeded", "cached", "latency p50", "latency p95",
             "mean cost", "total cost")
     body = []
@@ -197,8 +200,8 @@ def _stats_table(res: pd.DataFrame) -> str:
             str(int((res["status"][mine] == "succeeded").sum())),
             str(int((res["status"][mine] != "succeeded").sum())),
             str(int(cached[mine].sum())),
-            format_seconds(lat.quantile(0.5)) if len(lat) else "—",
-            format_seconds(lat.quantile(0.95)) if len(lat) else "—",
+            format_seconds(float(lat.quantile(0.5))) if len(lat) else "—",
+            format_seconds(float(lat.quantile(0.95))) if len(lat) else "—",
             format_usd(known.mean()) if len(known) else "—",
             format_usd(spent.sum()) if len(spent) else "$0",
         ]
@@ -373,7 +376,8 @@ def _cards(res: pd.DataFrame, index: str) -> str:
             + "</div>"
         )
         cards.append(f'<div class="rb-card">{"".join(parts)}</div>')
-    return f'<style>{MEDIA_CSS}</style><div class="rb-root"><div class="rb-cards">{"".join(cards)}</div></div>'
+    return (f'<style>{MEDIA_CSS}</style>'
+            f'<div class="rb-root"><div class="rb-cards">{"".join(cards)}</div></div>')
 
 
 def _numbers(res: pd.DataFrame, column: str) -> pd.Series:

@@ -155,7 +155,8 @@ class InputSchema:
         if kind == "type":
             return f"{where}: {_show(got)} is not {_type_phrase(rule)}"
         if kind == "enum":
-            return f"{where}: {_show(got)} is not one of {', '.join(_show(v) for v in rule)}"
+            options = ", ".join(_show(v) for v in cast("list[Any]", rule))
+            return f"{where}: {_show(got)} is not one of {options}"
         if kind == "minimum":
             return f"{where}: {_show(got)} is less than the minimum {rule}"
         if kind == "maximum":
@@ -205,13 +206,13 @@ def _quick_check(prop: Mapping[str, Any], item: Any, where: str) -> tuple[str, .
     step = prop.get("multipleOf")
     if step is not None and not (type(step) is int and type(item) is int):
         return None  # float steps need jsonschema's care with rounding
-    if type(item) is bool and kind != "boolean" or not isinstance(item, _PY_TYPES[kind]):
+    if (type(item) is bool and kind != "boolean") or not isinstance(item, _PY_TYPES[kind]):
         if isinstance(item, FileInput) and kind == "string":
             return ()
         return (f"{where}: {_show(item)} is not {_type_phrase(kind)}",)
     problems = []
     enum = prop.get("enum")
-    if enum is not None and not any(type(item) is type(v) and item == v or (
+    if enum is not None and not any((type(item) is type(v) and item == v) or (
         kind == "number" and type(item) is not bool and type(v) in (int, float) and item == v
     ) for v in enum):
         problems.append(f"{where}: {_show(item)} is not one of {', '.join(_show(v) for v in enum)}")

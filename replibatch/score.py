@@ -31,7 +31,7 @@ SCORE_PREFIX = "score_"
 Scorer = Callable[[Any], Any]
 
 
-class Row(dict):  # type: ignore[type-arg]
+class Row(dict[str, Any]):
     """One row of a result frame: column -> value, read as ``row["output"]``, ``row.output`` or
     ``row.get("expected")``; ``row.name`` is its index label, ``row.to_series()`` a pandas Series.
 
@@ -60,7 +60,7 @@ def _rows(res: pd.DataFrame, positions: np.ndarray) -> dict[int, Row]:
     labels = res.index.tolist()
     rows = {}
     for i in positions:
-        row = Row(zip(columns, (column[i] for column in values)))
+        row = Row(zip(columns, (column[i] for column in values), strict=True))
         row.name = labels[i]
         rows[int(i)] = row
     return rows

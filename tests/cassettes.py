@@ -111,7 +111,7 @@ def load(name: str) -> list[Interaction]:
     return list(_load(name))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load(name: str) -> tuple[Interaction, ...]:
     # Parsed once per test session: YAML parsing is the slow part, interactions are immutable.
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from replibatch.browse import ALL, Browser, browse
-from replibatch.filestore import OutputFile
 from replibatch.errors import ConfigurationError
+from replibatch.filestore import OutputFile
 
 SCRIPT = "<script>alert(1)</script>"
 

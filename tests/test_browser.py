@@ -20,8 +20,9 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -90,7 +91,8 @@ def quickstart(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
         namespace["server"].close()
         # The account's 600/min would make 200 creates take 20 s: this simulator is unlimited.
         with serve(time_scale=0.01, seed=0, create_rate=None) as fast:
-            options = dict(base_url=fast.url, api_token="r8_offline", rate_limit=60_000, progress=False)
+            options = {"base_url": fast.url, "api_token": "r8_offline", "rate_limit": 60_000,
+                       "progress": False}
             prompts = pd.DataFrame({"prompt": [f"Prompt {i:03d}: describe colour {i}" for i in range(200)]})
             sweep = rb.run(rb.grid(prompts, temperature=[0.7]), model="replibatch/tiny-llama", **options)
             images = rb.run(

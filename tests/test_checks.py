@@ -69,8 +69,8 @@ def test_rows_the_schema_refuses_end_error_and_nothing_is_sent_for_them(sim):
         "invalid input: input.temperature: 'abc' is not a number",
         "invalid input: input.max_tokens: 5000 is more than the maximum 1024",
         "invalid input: input.prompt: required, and the row has no value for it",
-        "invalid input: input.temprature: the model has no input named 'temprature' "
-        "(its inputs: max_tokens, prompt, seed, temperature)",
+        ("invalid input: input.temprature: the model has no input named 'temprature' "
+         "(its inputs: max_tokens, prompt, seed, temperature)"),
     ]
     assert sim.stats.creates == 1  # only the valid row; the lookup brought the schema
     summary = res.attrs["replibatch"]
@@ -141,7 +141,8 @@ def test_a_path_is_a_file_where_the_schema_says_uri_or_files_opts_in(sim, tmp_pa
     assert sim.stats.creates == 1
     # files= opts a column in: its cells must then be existing files, checked in planning
     sim.stats.reset()
-    with pytest.raises(ConfigurationError, match=r"column 'image', row 1: 'gone.png' is not an existing local file"):
+    with pytest.raises(ConfigurationError,
+                       match=r"column 'image', row 1: 'gone.png' is not an existing local file"):
         go(df, sim, model=IMAGE, files=["image"])
     assert sim.stats.requests == {}
 

@@ -76,7 +76,8 @@ def test_parse_param_keeps_true_and_one_apart() -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "seconds"), [("7d", 604800), ("12h", 43200), ("30m", 1800), ("45s", 45), ("90", 90), ("1.5h", 5400)]
+    ("text", "seconds"),
+    [("7d", 604800), ("12h", 43200), ("30m", 1800), ("45s", 45), ("90", 90), ("1.5h", 5400)],
 )
 def test_parse_duration(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
@@ -194,7 +195,7 @@ def test_second_run_is_served_from_cache_and_no_cache_skips_it(prompts: Path) ->
     assert main([*base, "--out", "a.jsonl"]) == 0
     assert main([*base, "--out", "b.jsonl"]) == 0
     assert main([*base, "--out", "c.jsonl", "--no-cache"]) == 0
-    cached = {name: [json.loads(l)["cached"] for l in Path(name).read_text().splitlines()]
+    cached = {name: [json.loads(line)["cached"] for line in Path(name).read_text().splitlines()]
               for name in ("a.jsonl", "b.jsonl", "c.jsonl")}
     assert cached == {"a.jsonl": [False, False], "b.jsonl": [True, True], "c.jsonl": [False, False]}
 
@@ -252,7 +253,9 @@ def test_sample_files() -> None:
 # -- errors ------------------------------------------------------------------------------------
 
 
-def test_missing_token_stops_before_anything(prompts: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_token_stops_before_anything(
+    prompts: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code = main(["run", str(prompts), "--model", TINY, "--out", "r.csv"])
     assert code == 2
     line = _one_error_line(capsys)
@@ -278,7 +281,9 @@ def test_missing_token_stops_before_anything(prompts: Path, tmp_path: Path, caps
         (["cache", "clear", "--older-than", "soon"], "7d"),
     ],
 )
-def test_errors_are_one_line(args: list[str], needle: str, prompts: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_errors_are_one_line(
+    args: list[str], needle: str, prompts: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code = main([str(prompts) if a == "{in}" else a for a in args])
     assert code == 2
     assert needle in _one_error_line(capsys)
@@ -288,7 +293,8 @@ def test_unreadable_and_empty_files(tmp_path: Path, capsys: pytest.CaptureFixtur
     (tmp_path / "empty.csv").write_text("", encoding="utf-8")
     (tmp_path / "bad.parquet").write_bytes(b"not parquet at all")
     (tmp_path / "header.csv").write_text("prompt\n", encoding="utf-8")
-    for name, needle in [("empty.csv", "is empty"), ("bad.parquet", "could not read"), ("header.csv", "no rows")]:
+    cases = [("empty.csv", "is empty"), ("bad.parquet", "could not read"), ("header.csv", "no rows")]
+    for name, needle in cases:
         assert main(["run", name, "--model", TINY, "--offline"]) == 2
         assert needle in _one_error_line(capsys)
 
@@ -309,7 +315,8 @@ def test_argparse_errors_version_and_help(capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_cache_info_and_clear(prompts: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["run", str(prompts), "--model", TINY, "--param", "temperature=0.2,0.9", "--offline", *FAST]) == 0
+    args = ["run", str(prompts), "--model", TINY, "--param", "temperature=0.2,0.9", "--offline", *FAST]
+    assert main(args) == 0
     capsys.readouterr()
     assert main(["cache", "info"]) == 0
     info = capsys.readouterr().out
@@ -325,7 +332,9 @@ def test_cache_info_and_clear(prompts: Path, tmp_path: Path, capsys: pytest.Capt
     assert "0 results" in capsys.readouterr().out
 
 
-def test_no_token_ever_printed(prompts: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_no_token_ever_printed(
+    prompts: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("REPLICATE_API_TOKEN", "r8_test_secret_value")
     assert main(["run", str(prompts), "--model", TINY, "--offline", "--out", "r.jsonl"]) == 0
     captured = capsys.readouterr()

@@ -253,10 +253,10 @@ def test_gallery_images_are_never_stretched_beyond_their_natural_size(tmp_path):
     assert 'class="rb-gallery"' in page
     rules = dict(re.findall(r"([^{}]*?)\{([^}]*)\}", page))
     child = next(body for selector, body in rules.items() if ".rb-gallery > *" in selector)
-    declarations = dict(
-        (name.strip(), value.strip())
+    declarations = {
+        name.strip(): value.strip()
         for name, value in (d.split(":", 1) for d in child.split(";") if ":" in d)
-    )
+    }
     grow = declarations.get("flex-grow") or declarations.get("flex", "0 1 auto").split()[0]
     assert grow == "0"  # a lone 256 px image is not grown to fill the cell
     assert declarations.get("flex", "").split()[2:] in (["auto"], [])  # basis: its own width

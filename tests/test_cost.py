@@ -16,7 +16,8 @@ def table() -> PriceTable:
 
 
 def ran(predict_time, status="succeeded", **extra):
-    return {"status": status, "started_at": "2024-01-01T00:00:00Z", "metrics": {"predict_time": predict_time}, **extra}
+    return {"status": status, "started_at": "2024-01-01T00:00:00Z",
+            "metrics": {"predict_time": predict_time}, **extra}
 
 
 # -- packaged data -----------------------------------------------------------------------------
@@ -49,7 +50,7 @@ def test_packaged_hardware_matches_pricing_facts(table):
     for sku, price in facts.items():
         assert table.usd_per_second(sku) == price
     for sku, prices in multi.items():
-        for n, price in zip((2, 4, 8), prices):
+        for n, price in zip((2, 4, 8), prices, strict=False):
             assert table.usd_per_second(f"{sku}-{n}x") == price
     assert len(table.hardware_skus) == len(facts) + 3 * len(multi)
 
@@ -87,7 +88,8 @@ def test_deployment_cost_is_a_lower_bound(table):
 
 
 def test_private_model_marked_dedicated_is_a_lower_bound(table):
-    priced = table.with_overrides(prices={"models": {"me/private": {"hardware": "gpu-t4", "dedicated": True}}})
+    private = {"me/private": {"hardware": "gpu-t4", "dedicated": True}}
+    priced = table.with_overrides(prices={"models": private})
     _, basis = cost_of(priced, "me/private", ran(1))
     assert "lower bound" in basis and "private model" in basis
 
@@ -108,12 +110,14 @@ def test_failed_prediction_bills_its_predict_time(table):
 
 def test_canceled_prediction_bills_if_it_ran_and_costs_nothing_if_it_never_started(table):
     assert cost_of(table, "replibatch/tiny-llama", ran(4, status="canceled"))[0] == 0.0009
-    cost, basis = cost_of(table, "replibatch/tiny-llama", {"status": "canceled", "started_at": None, "metrics": {}})
+    canceled = {"status": "canceled", "started_at": None, "metrics": {}}
+    cost, basis = cost_of(table, "replibatch/tiny-llama", canceled)
     assert cost == 0.0 and "before it started" in basis
 
 
 def test_no_predict_time_is_nan_with_the_reason(table):
-    cost, basis = cost_of(table, "replibatch/tiny-llama", {"status": "failed", "started_at": "x", "metrics": {}})
+    failed = {"status": "failed", "started_at": "x", "metrics": {}}
+    cost, basis = cost_of(table, "replibatch/tiny-llama", failed)
     assert math.isnan(cost)
     assert "predict_time" in basis
 
@@ -173,7 +177,8 @@ def test_overrides_from_dict_add_hardware_and_models_without_touching_the_origin
     priced = table.with_overrides(
         prices={
             "hardware": {"gpu-new": {"usd_per_second": 0.5}},
-            "models": {"me/fast": {"hardware": "gpu-new"}, "me/img": {"usd_per_output": 0.25, "unit": "frame"}},
+            "models": {"me/fast": {"hardware": "gpu-new"},
+                       "me/img": {"usd_per_output": 0.25, "unit": "frame"}},
         }
     )
     assert cost_of(priced, "me/fast", ran(3))[0] == 1.5

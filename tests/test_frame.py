@@ -110,7 +110,8 @@ def test_unknown_and_duplicate_inputs_raise():
         plan_jobs(df, model="a/b", inputs=["text", "nope"])
     with pytest.raises(ConfigurationError, match="duplicate input name 'text'"):
         plan_jobs(df, model="a/b", inputs=["text", "text"])
-    with pytest.raises(ConfigurationError, match="column 1 has a int name, but model input names are strings"):
+    with pytest.raises(ConfigurationError,
+                       match="column 1 has a int name, but model input names are strings"):
         plan_jobs(df, model="a/b")  # column 1 would silently become input "1"
     dup = pd.DataFrame([["a", "b"]], columns=["x", "x"])
     with pytest.raises(ConfigurationError, match="duplicate input name 'x'"):

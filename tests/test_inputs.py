@@ -11,10 +11,10 @@ from replibatch.inputs import (
     SMALL_FILE_BYTES,
     FileInput,
     as_file_input,
-    path_file_input,
     content_hash,
     data_uri,
     map_files,
+    path_file_input,
 )
 
 PNG_HEADER = b"\x89PNG\r\n\x1a\n"
@@ -77,7 +77,7 @@ def test_prompts_are_never_read_as_files(in_tmp, text):
 
 
 def test_missing_path_object_raises(tmp_path):
-    with pytest.raises(ConfigurationError, match="missing.png"):
+    with pytest.raises(ConfigurationError, match=r"missing\.png"):
         as_file_input(tmp_path / "missing.png")
     with pytest.raises(ConfigurationError, match="not a regular file"):
         as_file_input(tmp_path)
@@ -149,7 +149,7 @@ def test_edited_file_is_hashed_again(tmp_path):
     second = as_file_input(path)
     assert second.sha256 == hashlib.sha256(b"three").hexdigest() != first.sha256
     with pytest.raises(ConfigurationError, match="changed"):
-        first.data
+        _ = first.data
 
 
 def test_data_uri_round_trips():

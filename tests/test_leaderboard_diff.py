@@ -40,7 +40,8 @@ def test_leaderboard_counts_scores_win_rates_cost_and_latency(sim: SimServer) ->
     assert tiny["score"] == pytest.approx(mine["score_words"].mean())
     assert tiny["score_low"] <= tiny["score"] <= tiny["score_high"]
     assert tiny["p50_latency_s"] == pytest.approx(mine["latency_s"].median())
-    assert tiny["cost_per_row"] == pytest.approx(res.loc[res.model == "replibatch/tiny-llama", "cost_usd"].mean())
+    tiny_costs = res.loc[res.model == "replibatch/tiny-llama", "cost_usd"]
+    assert tiny["cost_per_row"] == pytest.approx(tiny_costs.mean())
     # Two models: each win rate is the other's complement.
     assert f["win_rate"].sum() == pytest.approx(1.0)
     by_two = rb.leaderboard(res, by=["model", "temperature"], score="hot", per=None)
@@ -103,7 +104,8 @@ def test_score_vs_cost_draws_the_pareto_front(sim: SimServer) -> None:
 def _images(sim: SimServer, steps: list[int]) -> pd.DataFrame:
     frame = pd.DataFrame({"prompt": ["a red circle", "a blue square", "green hills"],
                           "num_inference_steps": steps, "width": 128, "height": 128, "seed": 7})
-    return rb.run(frame, model="replibatch/pixel-diffusion", inputs=["prompt", "width", "height", "seed", "num_inference_steps"],
+    return rb.run(frame, model="replibatch/pixel-diffusion",
+                  inputs=["prompt", "width", "height", "seed", "num_inference_steps"],
                   base_url=sim.url, api_token="r8_test", progress=False)
 
 
@@ -116,7 +118,8 @@ def test_diff_flags_exactly_the_rows_whose_output_changed(sim: SimServer) -> Non
     for i in changed_rows:  # a "new version" that answers two prompts differently
         after.at[i, "output"] = after.at[i, "output"].replace(" ", "  ", 1) + " And more."
     after["cost_usd"] = before["cost_usd"] * 2
-    before, after = rb.score(before, n=rb.scorers.length("words")), rb.score(after, n=rb.scorers.length("words"))
+    words = rb.scorers.length("words")
+    before, after = rb.score(before, n=words), rb.score(after, n=words)
     d = rb.diff(before, after)
     assert d.attrs["replibatch_diff"]["on"] == ["prompt", "seed", "temperature"]
     assert d.index[d["changed"]].tolist() == changed_rows

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import nbformat
 import pytest
@@ -124,7 +125,9 @@ _p = {
     "board_win_sum": float(board.frame["win_rate"].sum()),
     "changed_rows": [int(i) for i in changes.index[changes["changed"]]],
     "truncated_rows": [int(i) for i in before.index[_truncated]],
-    "only_different_rows": len(rb.compare(both, index="prompt", columns="max_tokens", only_different=True).frame),
+    "only_different_rows": len(
+        rb.compare(both, index="prompt", columns="max_tokens", only_different=True).frame
+    ),
 }
 """,
 }
@@ -170,7 +173,7 @@ def _execute(name: str, cache_dir: Path) -> Executed:
         )
         client.execute()
     printed = "".join(o.get("text", "") for o in nb.cells[-1].outputs if o.output_type == "stream")
-    line = next(l for l in printed.splitlines() if l.startswith(PROBE_MARKER))
+    line = next(x for x in printed.splitlines() if x.startswith(PROBE_MARKER))
     nb.cells.pop()
     return Executed(nb, json.loads(line[len(PROBE_MARKER):]), cache_dir)
 

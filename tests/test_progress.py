@@ -134,7 +134,8 @@ def test_live_view_keeps_a_few_rows_and_redraws_at_most_twice_a_second():
     for i in range(10_000):
         clock.now = i * 0.001  # 10,000 rows in 10 s
         status = "failed" if i % 1000 == 998 else "succeeded"
-        progress.tick({"status": status, "output": f"out <{i}>", "error": f"boom {i}" if status == "failed" else None,
+        error = f"boom {i}" if status == "failed" else None
+        progress.tick({"status": status, "output": f"out <{i}>", "error": error,
                        "latency_s": 0.5, "cost_usd": 0.0001}, {"prompt": f"prompt {i}"})
     assert len(live.recent) == RECENT_ROWS and len(live.failures) == 3  # memory stays flat
     assert 19 <= live.draws <= 21  # every 0.5 s of the clock, not per row

@@ -172,7 +172,7 @@ def test_replay_serves_recorded_answers_in_order_then_repeats_the_last() -> None
         assert created.status_code == create.status and created.json()["id"] == pid
         statuses = [client.get(f"/v1/predictions/{pid}").json()["status"]
                     for _ in range(len(polls) + 2)]
-    assert statuses == polls + ["succeeded", "succeeded"]
+    assert statuses == [*polls, "succeeded", "succeeded"]
 
 
 def test_replay_keeps_headers_and_refuses_unrecorded_requests() -> None:
@@ -212,7 +212,9 @@ def _shape(body: dict[str, Any]) -> tuple[frozenset[str], frozenset[str]]:
             frozenset(k for k in ("web",) if k in body["urls"]))
 
 
-def _recorded_shapes(status: str, *, with_output: bool | None = None) -> set[tuple[frozenset[str], frozenset[str]]]:
+def _recorded_shapes(
+    status: str, *, with_output: bool | None = None
+) -> set[tuple[frozenset[str], frozenset[str]]]:
     shapes = set()
     for _, body in RECORDED:
         if body["status"] != status:

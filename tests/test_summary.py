@@ -46,7 +46,9 @@ def test_format_summary_line(result):
 
 def test_format_summary_of_a_plain_run():
     frame = pd.DataFrame({"status": ["succeeded"] * 3, "cached": [False] * 3, "cost_usd": [0.5, 0.25, 0.25]})
-    assert format_summary(summarize(frame, 125)) == "3 rows: 3 succeeded · $1.0000 spent · 2m 05s · 1.4 rows/min"
+    assert format_summary(summarize(frame, 125)) == (
+        "3 rows: 3 succeeded · $1.0000 spent · 2m 05s · 1.4 rows/min"
+    )
 
 
 def test_summary_without_optional_columns_and_zero_wall_time():
@@ -103,7 +105,8 @@ def test_project_total_shares_the_limits(pilot):
     total = frame.loc["total"]
     assert list(frame.index) == ["a", "b", "total"]
     assert total["rows"] == 620 and total["pilot_rows"] == 5
-    assert (total["cost_usd"], total["cost_low_usd"], total["cost_high_usd"]) == pytest.approx((24.0, 16.0, 32.0))
+    costs = (total["cost_usd"], total["cost_low_usd"], total["cost_high_usd"])
+    assert costs == pytest.approx((24.0, 16.0, 32.0))
     # (620 - 2 burst) rows / 2 per s = 309 s > (1200 + 240) s / 10 = 144 s; + the longest mean
     # latency 12 s.
     assert total["wall_s"] == pytest.approx(321.0)

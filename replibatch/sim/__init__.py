@@ -14,7 +14,7 @@ counters. Demo models: ``replibatch/tiny-llama``, ``replibatch/pixel-diffusion``
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from replibatch.sim.cog import BasePredictor, FileInput, Input, OutputFile
 from replibatch.sim.faults import SimOptions, credit_pairs

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
-from typing import Sequence
+from collections.abc import Sequence
 
 __all__ = ["build_parser", "main"]
 

@@ -20,8 +20,9 @@ import functools
 import inspect
 import io
 import typing
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping
+from typing import Any, cast
 
 import jsonschema
 
@@ -146,10 +147,12 @@ def _output_schema(annotation: Any) -> dict[str, Any]:
 
 def input_specs(predictor: type[BasePredictor] | BasePredictor) -> dict[str, tuple[Any, _InputSpec]]:
     """Map each ``predict`` parameter to (annotation without Optional, its Input spec)."""
-    return _input_specs(predictor if isinstance(predictor, type) else type(predictor))
+    cls = predictor if isinstance(predictor, type) else type(predictor)
+    # A class is hashable (by identity); typeshed's Hashable protocol does not see type objects as such.
+    return _input_specs(cls)  # type: ignore[arg-type]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _input_specs(cls: type[BasePredictor]) -> dict[str, tuple[Any, _InputSpec]]:
     # Cached per class: signature inspection is too slow to repeat on every prediction.
     hints = typing.get_type_hints(cls.predict)
@@ -261,7 +264,7 @@ class InputValidator:
             return InvalidField("additional_property_not_allowed", "input." + extra[0],
                                 f"Additional property {names} is not allowed")
         if kind == "required":
-            missing = [name for name in value if name not in inputs]
+            missing = [name for name in cast("list[str]", value) if name not in inputs]  # schema: a list
             return InvalidField("required", f"input.{missing[0]}", f"{missing[0]} is required")
         if kind == "type":
             given = _json_type_name(error.instance)
@@ -274,7 +277,7 @@ class InputValidator:
         if kind == "multipleOf":
             return InvalidField("multiple_of", field, f"Must be a multiple of {value}")
         if kind == "enum":
-            options = ", ".join(f'"{v}"' if isinstance(v, str) else str(v) for v in value)
+            options = ", ".join(f'"{v}"' if isinstance(v, str) else str(v) for v in cast("list[Any]", value))
             return InvalidField("enum", field, f"{field} must be one of the following: {options}")
         return InvalidField(str(kind), field, error.message)
 

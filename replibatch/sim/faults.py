@@ -115,10 +115,11 @@ class SimOptions:
 
     def __repr__(self) -> str:
         # Never show tokens, not even the allowed ones.
-        fields = ", ".join(
-            f"{f.name}={'<hidden>' if f.name in ('api_tokens', 'credit') and getattr(self, f.name) else getattr(self, f.name)!r}"
-            for f in dataclasses.fields(self)
-        )
+        def shown(name: str) -> str:
+            value = getattr(self, name)
+            return repr("<hidden>" if name in ("api_tokens", "credit") and value else value)
+
+        fields = ", ".join(f"{f.name}={shown(f.name)}" for f in dataclasses.fields(self))
         return f"SimOptions({fields})"
 
 

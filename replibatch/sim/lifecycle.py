@@ -11,11 +11,11 @@ import re
 import urllib.parse
 from typing import Any
 
-from replibatch.filestore import decode_data_uri
 from replibatch.cost import PriceTable, cost_of
+from replibatch.filestore import decode_data_uri
 from replibatch.sim.cog import FileInput, OutputFile, call_kwargs, materialize
-from replibatch.sim.delivery import Blob, publish_size
 from replibatch.sim.credit import CreditAccounts
+from replibatch.sim.delivery import Blob, publish_size
 from replibatch.sim.faults import FaultDice, SimOptions
 from replibatch.sim.models import SimModel
 from replibatch.sim.state import Clock, FileRecord, Prediction, Stats

@@ -10,8 +10,8 @@ never serves empty pages on its way to the window.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 __all__ = ["Page", "page_of"]
 

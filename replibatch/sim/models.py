@@ -19,8 +19,9 @@ import io
 import json
 import random
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any, Optional
 
 from PIL import Image, ImageDraw, ImageFilter
 
@@ -249,7 +250,7 @@ class TinyLlama(BasePredictor):
     prefill_seconds = 0.15
     seconds_per_token = 0.01
 
-    def predict(
+    def predict(  # type: ignore[override]  # Cog's predict takes the model's own inputs
         self,
         prompt: str = Input(description="Text to continue"),
         temperature: float = Input(default=0.7, ge=0, le=2, description="0 is deterministic"),
@@ -352,7 +353,7 @@ SCHEDULERS = ("DDIM", "K_EULER", "DPMSolverMultistep")
 class PixelDiffusion(BasePredictor):
     """A small image model: real PNGs; time grows with steps, pixels and outputs (gpu-l40s)."""
 
-    def predict(
+    def predict(  # type: ignore[override]  # Cog's predict takes the model's own inputs
         self,
         prompt: str = Input(description="What to draw (colour words pick the palette)"),
         width: int = Input(default=512, ge=64, le=1024, multiple_of=8),

@@ -8,12 +8,14 @@ import binascii
 import re
 import threading
 import urllib.parse
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
 from replibatch.sim.catalog import CatalogRoutes
 from replibatch.sim.cog import InvalidField
+from replibatch.sim.credit import CreditAccounts, request_token
 from replibatch.sim.delivery import Blob
 from replibatch.sim.faults import FaultDice, SimOptions
 from replibatch.sim.files import MAX_UPLOAD, FileRoutes
@@ -41,7 +43,6 @@ from replibatch.sim.state import (
     iso,
     new_prediction_id,
 )
-from replibatch.sim.credit import CreditAccounts, request_token
 from replibatch.sim.streams import StreamRoutes
 from replibatch.sim.trainings import TrainingService
 

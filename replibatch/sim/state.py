@@ -19,7 +19,7 @@ from typing import Any
 
 from replibatch.sim.models import SimModel
 
-__all__ = ["FileRecord", "Prediction", "Stats", "canonical_json", "new_prediction_id", "iso"]
+__all__ = ["FileRecord", "Prediction", "Stats", "canonical_json", "iso", "new_prediction_id"]
 
 TERMINAL = frozenset({"succeeded", "failed", "canceled", "aborted"})
 

@@ -72,7 +72,12 @@ _MAX_UNPACKED = 20 * 1024 * 1024  # refuse zip bombs: the demo data sets are a f
 _WORD = re.compile(r"[A-Za-z']+")
 # Function words would dominate any corpus's counts and say nothing about its style.
 _STOP = frozenset(
-    ["the", "a", "an", "and", "or", "of", "to", "in", "on", "at", "by", "for", "with", "from", "as", "is", "are", "was", "were", "be", "been", "it", "its", "this", "that", "these", "those", "he", "she", "they", "we", "you", "i", "his", "her", "their", "our", "your", "not", "but", "so", "if", "then", "than", "there"]
+    [
+        "the", "a", "an", "and", "or", "of", "to", "in", "on", "at", "by", "for", "with", "from",
+        "as", "is", "are", "was", "were", "be", "been", "it", "its", "this", "that", "these",
+        "those", "he", "she", "they", "we", "you", "i", "his", "her", "their", "our", "your",
+        "not", "but", "so", "if", "then", "than", "there",
+    ]
 )
 
 
@@ -181,7 +186,7 @@ def learn_palette(images: list[bytes], *, colours: int, trigger_word: str, stren
         mosaic.paste(thumb, (32 * i, 0))
     quantized = mosaic.quantize(colors=colours, method=Image.Quantize.MEDIANCUT)
     flat: list[int] = list(quantized.getpalette() or [])
-    used = sorted(quantized.getcolors() or [], key=lambda item: (-item[0], int(item[1])))  # type: ignore[arg-type]
+    used = sorted(quantized.getcolors() or [], key=lambda item: (-item[0], int(item[1])))
     found = tuple((flat[3 * i], flat[3 * i + 1], flat[3 * i + 2])
                   for i in (int(index) for _, index in used))  # type: ignore[call-overload]
     return Palette(found, trigger_word, strength)
@@ -308,7 +313,7 @@ class TextStyleTrainer(Trainer):
                                 if deterministic else None)
             return restyle_tokens(tokens, weights, rng=rng)
 
-        return _trained_class(type(base), adapt)()  # type: ignore[no-any-return]
+        return _trained_class(type(base), adapt)()
 
 
 class PaletteTrainer(Trainer):
@@ -330,8 +335,8 @@ class PaletteTrainer(Trainer):
 
     def describe(self, weights: Palette) -> list[str]:
         shown = " ".join("#{:02x}{:02x}{:02x}".format(*c) for c in weights.colours)
-        return [f"learned palette {shown}; trigger {weights.trigger_word!r}; "
-                + f"strength {weights.strength:.3f}"]
+        return [(f"learned palette {shown}; trigger {weights.trigger_word!r}; "
+                 f"strength {weights.strength:.3f}")]
 
     def trained_predictor(self, base: BasePredictor, weights: Palette) -> BasePredictor:
         def adapt(kwargs: dict[str, Any], outputs: list[OutputFile]) -> list[OutputFile]:
@@ -341,7 +346,7 @@ class PaletteTrainer(Trainer):
             return [OutputFile(recolour(f.data, weights, amount), f.name, f.content_type)
                     for f in outputs]
 
-        return _trained_class(type(base), adapt)()  # type: ignore[no-any-return]
+        return _trained_class(type(base), adapt)()
 
 
 def trainer_for(predictor: BasePredictor) -> Trainer | None:
