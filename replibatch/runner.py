@@ -48,7 +48,7 @@ from .download import (
     DownloadError,
     DownloadLimits,
 )
-from .edge import Edge
+from .edge import Edge, resolve_token
 from .errors import (
     AuthenticationError,
     ConfigurationError,
@@ -61,6 +61,7 @@ from .errors import (
 from .inputs import SMALL_FILE_BYTES, FileInput, content_hash, data_uri, map_files
 from .interrupt import StopReport, stop_everything
 from .keys import cache_key
+from .ledger import BudgetRefusal
 from .limiter import DEFAULT_READ_RATE, AdaptiveRateLimiter, TokenBucket, poll_interval
 from .markers import HEARTBEAT_S, Owner, is_held_elsewhere, run_ended, run_started
 from .outcome import apply_final_status
@@ -70,6 +71,8 @@ from .progress import open_progress
 from .reserve import Hold, Seen, plan_hold, work_size
 from .runsummary import RunSummary
 from .schema import InputSchema, promote_files, shape_input
+from .spend import budgets_from_env, ledger_for
+from .spendgate import BillingStop, SpendGate, is_payment_required
 from .summary import summarize
 
 __all__ = ["DEFAULT_CONCURRENCY", "arun", "run"]
@@ -283,8 +286,15 @@ class _Engine:
         downloads: DownloadLimits | None = None,
         clock: Callable[[], float] = time.monotonic,
         live: bool | None = None,
+        gate: SpendGate | None = None,
+        standing: bool = False,
     ) -> None:
         self.edge = edge
+        # The spend ledger and standing budgets (`replibatch.spendgate`); `standing`: a standing
+        # cap applies, so rows are reserved at their worst case as under max_cost.
+        self.gate = gate or SpendGate(None, None)
+        self.standing = standing
+        self.billing = BillingStop()
         self.cache = cache
         self.refresh = refresh
         self.concurrency = concurrency
@@ -462,6 +472,9 @@ class _Engine:
                 # Wake early when the limiter re-plans (a 429 pause, a learned higher rate).
                 with anyio.move_on_after(pause):
                     await self.limiter_changed.wait()
+            if self.billing.stopped:
+                # The account answered 402: no create is sent any more in this run.
+                raise self.billing.error()
             attempt = Attempt(target.kind, target.ident, payload, _utcnow())
             self.state.attempts[position] = attempt
             self.state.attempt_keys[position] = key
@@ -505,8 +518,10 @@ class _Engine:
                     raise
                 await _backoff(failures)
                 continue
-            except ReplicateAPIError:
+            except ReplicateAPIError as exc:
                 del self.state.attempts[position]
+                if is_payment_required(exc):
+                    self.billing.trip(self.gate.token, exc)
                 raise
             # Registered as in flight before the attempt is forgotten, so that a cancellation
             # at any point finds the prediction one way or the other.
@@ -586,14 +601,21 @@ class _Engine:
     ) -> dict:
         """Run one row to its result row. Never raises for the row's own failures."""
         reservation = None
+        entry: str | None = None  # this row's spend-ledger entry
         hold = Hold(None, self.timeout, False)
         sent, sent_wall = self.clock(), time.time()
         async with self.slots:
             if pending is None:
+                if self.billing.stopped:
+                    return self._finish_row(frames.error_row("error", self.billing.message()), None)
                 reservation, hold = await self._reserve(job)
                 if reservation is None:
                     reason = self.budget.skip_reason(job.model, self._prior(job), worst=hold.usd)
                     return self._finish_row(frames.error_row("skipped_budget", reason), None)
+                opened = await self._open_entry(job, target, hold, reservation)
+                if isinstance(opened, BudgetRefusal):
+                    return self._finish_row(frames.error_row("skipped_budget", str(opened)), None)
+                entry = opened
             record = None
             try:
                 payload: dict | None = None
@@ -603,6 +625,7 @@ class _Engine:
                         # Another live process is running this very row: wait for its result.
                         shared, pending = await self._await_other_run(key)
                         if shared is not None:
+                            await self.gate.release(entry)
                             self._settle(reservation, None)
                             return shared
                         continue
@@ -620,14 +643,27 @@ class _Engine:
                         break
                     shared, pending = await self._await_other_run(key)
                     if shared is not None:
+                        await self.gate.release(entry)
                         self._settle(reservation, None)
                         return shared
                 if record is None:
                     if payload is None:
                         payload = await self.prepare_input(job.input)
+                    if entry is None:
+                        # A marker's prediction provably does not exist: created afresh, and
+                        # like every create it needs room under the standing budgets.
+                        opened = await self._open_entry(job, target, hold, None)
+                        if isinstance(opened, BudgetRefusal):
+                            if key is not None and self.writer is not None:
+                                self.writer.clear(key)
+                            return self._finish_row(
+                                frames.error_row("skipped_budget", str(opened)), None
+                            )
+                        entry = opened
                     record, sent, sent_wall = await self.create(
                         job.position, target, payload, key, cancel_after=hold.deadline_s
                     )
+                    await self.gate.attach(entry, record["id"])
                 else:
                     sent, sent_wall = self.clock(), time.time()
                     self.state.in_flight[record["id"]] = key
@@ -668,28 +704,42 @@ class _Engine:
                             # keeps the files for an hour) instead of creating it anew.
                             await self._mark_pending(key, record["id"], job, target)
                             key = None
+                await self.gate.finish(
+                    entry, record, row, model=target.model_name or job.model,
+                    version=target.identity,
+                )
+                entry = None
                 self._settle(reservation, row["cost_usd"])
                 reservation = None
                 if key is not None:
                     self._store(key, job, target, record, row)
                 return self._finish_row(row, sent_wall)
             except AuthenticationError:
+                if record is None:  # a 401 creates nothing
+                    with anyio.CancelScope(shield=True):
+                        await self.gate.release(entry)
                 raise
             except ReplicateAPIError as exc:
                 if record is None and isinstance(exc, OutcomeUnknownError):
                     # Something may have been created and billed: keep the reservation counted
                     # and the marker, so the next run re-attaches instead of paying twice.
+                    self.gate.leave_open(entry)
                     self._settle(reservation, math.nan)
                     error = (
                         "create outcome unknown; the intent marker is kept, the next run "
                         f"re-attaches ({exc})"
                     )
                     return self._finish_row(frames.error_row("error", error), sent_wall)
-                self._settle(reservation, None)
                 if record is None:
+                    # The create was refused: nothing was created, nothing is owed.
+                    await self.gate.release(entry)
+                    self._settle(reservation, None)
                     if key is not None and self.writer is not None:
                         self.writer.clear(key)  # nothing was created: the next run starts afresh
-                    return self._finish_row(frames.error_row("error", str(exc)), sent_wall)
+                    error = self.billing.message() if exc.status == 402 else str(exc)
+                    return self._finish_row(frames.error_row("error", error), sent_wall)
+                self.gate.leave_open(entry)  # it exists and may be billing: counted as reserved
+                self._settle(reservation, None)
                 # The prediction exists but we lost track of it; its marker stays, so the next
                 # run re-attaches instead of paying again.
                 error = f"lost track of prediction {record['id']} ({exc}); re-run to re-attach"
@@ -729,24 +779,48 @@ class _Engine:
             return None
         return expected_cost(self.prices, job.model, job.input)
 
-    def _hold(self, job: frames.Job) -> Hold:
-        """The row's worst-case reservation and server-side deadline (`replibatch.reserve`)."""
-        if self.budget.max_cost is None:
+    def _hold(self, job: frames.Job, standing_left: float | None = None) -> Hold:
+        """The row's worst-case reservation and server-side deadline (`replibatch.reserve`):
+        under ``max_cost`` or a standing budget (`standing_left`: what the tightest one has
+        left), else none."""
+        if self.budget.max_cost is None and not self.standing:
             return Hold(None, self.timeout, False)
+        lefts = [v for v in (self.budget.left, standing_left) if v is not None]
         return plan_hold(
             self.prices,
             job.model,
             job.input,
             timeout=self.timeout,
             seen=self.seen.get(job.model),
-            budget_left=self.budget.left,
+            budget_left=min(lefts) if lefts else None,
         )
+
+    async def _open_entry(
+        self, job: frames.Job, target: Target, hold: Hold, reservation: Any
+    ) -> str | BudgetRefusal | None:
+        """Reserve the row's spend-ledger entry (its worst case, else its expected cost). A
+        standing budget's refusal waits while this run's own rows in flight may free room;
+        then it is returned, and the run's reservation is handed back."""
+        worst = hold.usd
+        if worst is None:
+            worst = expected_cost(self.prices, job.model, job.input)
+        while True:
+            opened = await self.gate.reserve(
+                worst, model=target.model_name or job.model, version=target.identity
+            )
+            if not isinstance(opened, BudgetRefusal) or self.gate.open_entries <= 0:
+                break
+            await self.budget_changed.wait()
+        if isinstance(opened, BudgetRefusal):
+            self._settle(reservation, None)
+        return opened
 
     async def _reserve(self, job: frames.Job) -> tuple[Any, Hold]:
         """A budget reservation for this row, waiting while rows in flight may free room."""
         prior = self._prior(job)
         while True:
-            hold = self._hold(job)  # re-planned: finished rows teach the deadline
+            standing_left = await self.gate.left() if self.standing else None
+            hold = self._hold(job, standing_left)  # re-planned: finished rows teach the deadline
             reservation = self.budget.try_start(job.model, prior, worst=hold.usd)
             if reservation is not None:
                 return reservation, hold
@@ -897,6 +971,9 @@ async def arun(
         plan = frames.plan_jobs(df, model=model, inputs=inputs, files=files)
     table = PriceTable.default().with_overrides(prices=prices, hardware=hardware)
     store = await anyio.to_thread.run_sync(open_cache, cache)
+    gate, standing = await anyio.to_thread.run_sync(
+        lambda: _spend_gate(store, resolve_token(api_token, client))
+    )
     started = time.monotonic()
     edge = Edge(
         api_token=api_token, base_url=base_url, client=client, max_connections=concurrency + 16
@@ -914,6 +991,8 @@ async def arun(
         progress=progress,
         downloads=downloads,
         live=live,
+        gate=gate,
+        standing=standing,
     )
     run_started(engine.owner)
     try:
@@ -944,10 +1023,24 @@ async def arun(
     summary["invalid"] = engine.state.invalid
     summary["create_rate_per_minute"] = engine.creates.ceiling_per_minute
     summary["shared"] = engine.state.shared
+    summary["spend_by_token"] = dict(engine.gate.spent_by_token)
+    if engine.billing.stopped:
+        summary["stopped"] = engine.billing.message()
     if engine.bar is not None:
         engine.bar.finish(summary)
     result.attrs["replibatch"] = summary
     return result
+
+
+def _spend_gate(store: ResultCache | None, token: str | None) -> tuple[SpendGate, bool]:
+    """The run's ledger gate (the ledger of the cache directory; with ``cache=False`` the
+    default one, so standing budgets still hold) and whether a standing budget applies.
+    Reservations left by processes that died are released first. Blocking: call in a thread.
+    Raises ConfigurationError when the ledger cannot be opened."""
+    ledger = ledger_for(store if store is not None else True)
+    ledger.release_dead()
+    budgets = budgets_from_env()
+    return SpendGate.for_token(ledger, token, budgets), bool(budgets or ledger.budgets())
 
 
 async def _execute(engine: _Engine, plan: frames.Plan) -> list[dict]:
