@@ -295,6 +295,8 @@ class _Engine:
         self.gate = gate or SpendGate(None, None)
         self.standing = standing
         self.billing = BillingStop()
+        # Model -> ledger entry of its probe row (no predict time known yet, standing budget).
+        self.probes: dict[str, str] = {}
         self.cache = cache
         self.refresh = refresh
         self.concurrency = concurrency
@@ -608,14 +610,9 @@ class _Engine:
             if pending is None:
                 if self.billing.stopped:
                     return self._finish_row(frames.error_row("error", self.billing.message()), None)
-                reservation, hold = await self._reserve(job)
-                if reservation is None:
-                    reason = self.budget.skip_reason(job.model, self._prior(job), worst=hold.usd)
+                reservation, entry, hold, reason = await self._admit(job, target)
+                if reason is not None:
                     return self._finish_row(frames.error_row("skipped_budget", reason), None)
-                opened = await self._open_entry(job, target, hold, reservation)
-                if isinstance(opened, BudgetRefusal):
-                    return self._finish_row(frames.error_row("skipped_budget", str(opened)), None)
-                entry = opened
             record = None
             try:
                 payload: dict | None = None
@@ -652,7 +649,7 @@ class _Engine:
                     if entry is None:
                         # A marker's prediction provably does not exist: created afresh, and
                         # like every create it needs room under the standing budgets.
-                        opened = await self._open_entry(job, target, hold, None)
+                        opened = await self._open_entry(job, target, hold)
                         if isinstance(opened, BudgetRefusal):
                             if key is not None and self.writer is not None:
                                 self.writer.clear(key)
@@ -667,6 +664,9 @@ class _Engine:
                 else:
                     sent, sent_wall = self.clock(), time.time()
                     self.state.in_flight[record["id"]] = key
+                    # Re-attached to another run's prediction: our entry is dropped if the
+                    # ledger has one for it already, else it becomes the prediction's.
+                    await self.gate.attach(entry, record["id"])
                 if key is not None and record.get("status") not in _TERMINAL:
                     await self._mark_pending(key, record["id"], job, target)
                 limit = hold.deadline_s
@@ -796,24 +796,59 @@ class _Engine:
         )
 
     async def _open_entry(
-        self, job: frames.Job, target: Target, hold: Hold, reservation: Any
+        self, job: frames.Job, target: Target, hold: Hold
     ) -> str | BudgetRefusal | None:
-        """Reserve the row's spend-ledger entry (its worst case, else its expected cost). A
-        standing budget's refusal waits while this run's own rows in flight may free room;
-        then it is returned, and the run's reservation is handed back."""
+        """Reserve the row's spend-ledger entry at its worst case (else its expected cost):
+        its id, the standing budget's refusal, or None without a ledger."""
         worst = hold.usd
         if worst is None:
             worst = expected_cost(self.prices, job.model, job.input)
+        return await self.gate.reserve(
+            worst, model=target.model_name or job.model, version=target.identity
+        )
+
+    async def _admit(
+        self, job: frames.Job, target: Target
+    ) -> tuple[Any, str | None, Hold, str | None]:
+        """Room for the row under ``max_cost`` and the standing budgets: ``(run reservation,
+        ledger entry, hold, None)``, or a skip reason last. A standing budget's refusal waits
+        while this run's own rows in flight may free room, re-planning the hold each time
+        (finished rows shorten the worst case); then the refusal's text is the reason."""
         while True:
-            opened = await self.gate.reserve(
-                worst, model=target.model_name or job.model, version=target.identity
-            )
-            if not isinstance(opened, BudgetRefusal) or self.gate.open_entries <= 0:
-                break
+            reservation, hold = await self._reserve(job)
+            if reservation is None:
+                reason = self.budget.skip_reason(job.model, self._prior(job), worst=hold.usd)
+                return None, None, hold, reason
+            probe = self._is_probe(job, hold)
+            if probe and self.probes.get(job.model) in self.gate.open_ids:
+                # Under a standing budget a probe is reserved at nearly all that is left, so a
+                # second one would get a deadline too short to finish: wait for its figure.
+                if reservation is not None:
+                    self.budget.release(reservation)
+                await self.budget_changed.wait()
+                continue
+            opened = await self._open_entry(job, target, hold)
+            if not isinstance(opened, BudgetRefusal):
+                if probe and opened is not None:
+                    self.probes[job.model] = opened
+                return reservation, opened, hold, None
+            # Handed back without waking others: a refused row waking refused rows would spin.
+            if reservation is not None:
+                self.budget.release(reservation)
+            if self.gate.open_entries <= 0:
+                return None, None, hold, str(opened)
             await self.budget_changed.wait()
-        if isinstance(opened, BudgetRefusal):
-            self._settle(reservation, None)
-        return opened
+
+    def _is_probe(self, job: frames.Job, hold: Hold) -> bool:
+        """True for a row whose worst case exists only because a standing budget sized its
+        deadline (per-second model, no timeout, no predict time seen or typical)."""
+        if not self.standing or self.budget.max_cost is not None or hold.usd is None:
+            return False
+        unsized = plan_hold(
+            self.prices, job.model, job.input, timeout=self.timeout,
+            seen=self.seen.get(job.model), budget_left=None,
+        )
+        return unsized.usd is None
 
     async def _reserve(self, job: frames.Job) -> tuple[Any, Hold]:
         """A budget reservation for this row, waiting while rows in flight may free room."""

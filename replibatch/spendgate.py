@@ -77,7 +77,7 @@ class SpendGate:
     ledger: SpendLedger | None
     token: str | None
     budgets: dict[str, float] = field(default_factory=dict)
-    open_entries: int = 0  # entries this run reserved and has not closed
+    open_ids: set[str] = field(default_factory=set)  # entries this run reserved, not closed
     spent_by_token: dict[str, float] = field(default_factory=dict)
 
     @classmethod
@@ -126,8 +126,12 @@ class SpendGate:
             )
         )
         if isinstance(entry, str):
-            self.open_entries += 1
+            self.open_ids.add(entry)
         return entry
+
+    @property
+    def open_entries(self) -> int:
+        return len(self.open_ids)
 
     async def attach(self, entry: str | None, prediction_id: str) -> None:
         """Bind the entry to the prediction its create made (or a reconcile adopted)."""
@@ -141,14 +145,14 @@ class SpendGate:
         if self.ledger is None or entry is None:
             return
         ledger = self.ledger
-        self.open_entries -= 1
+        self.open_ids.discard(entry)
         await anyio.to_thread.run_sync(lambda: ledger.release(entry))
 
     def leave_open(self, entry: str | None) -> None:
         """The entry stays in the ledger counted at its worst case (the outcome is unknown, or
         the prediction was lost track of): it no longer belongs to this run's open ones."""
-        if self.ledger is not None and entry is not None:
-            self.open_entries -= 1
+        if entry is not None:
+            self.open_ids.discard(entry)
 
     async def finish(
         self, entry: str | None, record: dict, row: dict, *, model: str | None, version: str | None
@@ -158,8 +162,8 @@ class SpendGate:
         cost = row.get("cost_usd")
         if self.token is not None and isinstance(cost, (int, float)) and not math.isnan(cost):
             self.spent_by_token[self.token] = self.spent_by_token.get(self.token, 0.0) + cost
-        if entry is not None and self.ledger is not None:
-            self.open_entries -= 1
+        if entry is not None:
+            self.open_ids.discard(entry)
         if self.ledger is None:
             return
         ledger = self.ledger

@@ -157,3 +157,15 @@ def test_402_with_one_token_stops_the_run_cleanly(cache_dir):
         ledger = rb.spend()
         assert sorted(ledger["prediction_id"]) == sorted(res.loc[created, "prediction_id"])
         assert (ledger["status"] == "succeeded").all()
+
+
+def test_a_generous_standing_budget_lets_a_per_second_model_run_whole(cache_dir):
+    # No typical predict time for this model: the first row is a probe reserved at nearly all
+    # that is left; the other rows wait for its figure, then are reserved at 4x the time seen.
+    rb.set_budget(weekly=1.0)
+    with serve(time_scale=0.1, seed=0) as slower:  # predictions long enough to be cut short
+        res = go(prompts(10, max_tokens=8), slower, model=TEXT, concurrency=5)
+        assert (res["status"] == "succeeded").all(), res["error"].dropna().unique()
+        assert len(rb.spend()) == slower.stats.creates == 10
+        assert slower.stats.cancels == 0
+    assert rb.spend()["cost_usd"].sum() <= 1.0
