@@ -1001,6 +1001,11 @@ async def arun(
     invalid call before anything is sent, AuthenticationError when the token is refused.
     """
     concurrency = _validate_options(concurrency, rate_limit, timeout, retries, max_cost)
+    if api_token is not None and not isinstance(api_token, str):
+        # Several tokens (a list, failover across accounts) are not supported yet (issue 16).
+        raise ConfigurationError(
+            f"api_token must be one token (a str), got {type(api_token).__name__}"
+        )
     downloads = DownloadLimits(max_file_bytes, download_timeout)
     with gc_paused(len(df)):
         plan = frames.plan_jobs(df, model=model, inputs=inputs, files=files)
@@ -1260,7 +1265,12 @@ def run(df: pd.DataFrame, model: str | None = None, inputs: Any = None, **option
     file, ``download_timeout`` (default 1800 s) bounds each file's whole download; a file over
     either fails its row ``error`` and keeps the marker, so a re-run (with larger limits)
     re-attaches and downloads without paying again. With ``max_cost``, every prediction is
-    reserved at its worst case and gets a ``Cancel-After`` deadline (see README "Cost").
+    reserved at its worst case and gets a ``Cancel-After`` deadline (see README "Cost"); the same
+    holds under a standing budget (``rb.set_budget``, ``REPLIBATCH_DAILY_BUDGET``...), checked
+    in the spend ledger before every create, across processes: a row it refuses ends
+    ``skipped_budget`` naming the budget and what is left. Every prediction created is recorded
+    once in the ledger (``rb.spend()``; the token's fingerprint only). A 402 (payment required)
+    stops the run's creates: the rows not created end ``error`` saying what to do (README "Spend").
 
     Money guarantees (README "How it talks to Replicate"): a row's prediction is never created
     twice; a create whose reply was lost is reconciled by one sweep of the account's
