@@ -33,10 +33,18 @@ from typing import Any
 
 from .cost import PriceTable, expected_cost
 
-__all__ = ["CANCEL_AFTER_MINIMUM_S", "DEADLINE_FACTOR", "Hold", "Seen", "plan_hold", "work_size"]
+__all__ = [
+    "CANCEL_AFTER_MINIMUM_S",
+    "DEADLINE_FACTOR",
+    "Hold",
+    "Seen",
+    "last_chance_hold",
+    "plan_hold",
+    "work_size",
+]
 
 CANCEL_AFTER_MINIMUM_S = 5.0  # parameters_cancel_after_header: "The minimum allowed duration is 5 seconds."
-DEADLINE_FACTOR = 4.0
+DEADLINE_FACTOR = 6.0
 CANCEL_LATENCY = 1.1
 _TOKEN_BOUNDS = ("max_tokens", "max_new_tokens")
 # Inputs that say how much work a prediction does (time grows with them).
@@ -125,3 +133,27 @@ def plan_hold(
         return Hold(estimate, timeout, True)
     bounded = any(isinstance(input.get(k), int) for k in _TOKEN_BOUNDS)
     return Hold(estimate, timeout, bounded)
+
+
+def last_chance_hold(
+    table: PriceTable,
+    model_ref: str,
+    input: Mapping[str, Any],
+    *,
+    seen: Seen | None,
+    budget_left: float | None,
+) -> Hold | None:
+    """When nothing is in flight and a row's worst case no longer fits, the rest of the budget
+    may still buy it: a per-second row runs with the deadline what is left pays for, provided
+    that is at least 1.5 × the time such a row is expected to take. None otherwise. (So the end
+    of a capped frame uses the cap instead of stopping one worst case short.)"""
+    price = table.lookup(model_ref)
+    if price is None or price.kind != "per_second" or not price.usd_per_second or seen is None:
+        return None
+    if budget_left is None or budget_left <= 0:
+        return None
+    per_s = float(price.usd_per_second)
+    deadline = 0.999 * budget_left / (per_s * CANCEL_LATENCY)
+    if deadline < 1.5 * seen.expect(work_size(input)):
+        return None
+    return Hold(deadline * per_s * CANCEL_LATENCY, deadline, True)

@@ -39,6 +39,7 @@ from . import reserve
 from ._gc import paused as gc_paused
 from .budget import Budget
 from .cache import CacheEntry, ResultCache, open_cache
+from .cache_writer import CacheWriter
 from .cost import PriceTable, cost_of, expected_cost
 from .dedupe import group_identical, shared_row
 from .download import (
@@ -63,12 +64,12 @@ from .interrupt import StopReport, stop_everything
 from .keys import cache_key
 from .ledger import BudgetRefusal
 from .limiter import DEFAULT_READ_RATE, AdaptiveRateLimiter, TokenBucket, poll_interval
-from .markers import HEARTBEAT_S, Owner, is_held_elsewhere, run_ended, run_started
+from .markers import Owner, is_held_elsewhere, run_ended, run_started
 from .outcome import apply_final_status
 from .reconcile import Attempt, Reconciler, parse_time
 from .refs import ModelRef, parse_model_ref
 from .progress import open_progress
-from .reserve import Hold, Seen, plan_hold, work_size
+from .reserve import Hold, Seen, last_chance_hold, plan_hold, work_size
 from .runsummary import RunSummary
 from .schema import InputSchema, promote_files, shape_input
 from .spend import budgets_from_env, ledger_for
@@ -174,101 +175,6 @@ def _unwrap(exc: BaseException) -> BaseException:
     return exc
 
 
-class _CacheWriter:
-    """Group commit for the cache: the writes of many rows go to SQLite in one transaction,
-    off the event loop. A marker written before a create is a lease claim (`replibatch.markers`):
-    it is awaited until it is on disk (a killed run must find it) and `mark` says whether it was
-    taken or another live run holds the key. Results are not awaited (their marker already
-    makes them recoverable). Markers this run holds get their heartbeat refreshed."""
-
-    def __init__(self, cache: ResultCache, owner: Owner, refresh: bool = False) -> None:
-        self.cache = cache
-        self.owner = owner
-        self.refresh = refresh
-        self.pending: dict[str, tuple[str, dict]] = {}
-        self.claims: set[str] = set()
-        self.results: dict[str, CacheEntry] = {}
-        self.cleared: set[str] = set()
-        self.held: dict[str, tuple[str, dict]] = {}  # markers this run wrote and still holds
-        self.refused: set[str] = set()
-        self.ended = anyio.Event()
-        self.wake = anyio.Event()
-        self.flushed = anyio.Event()
-        self.closing = False
-
-    async def mark(self, key: str, prediction_id: str, meta: dict, *, durable: bool) -> bool:
-        """Write the marker; with `durable`, wait until it is on disk and return False when the
-        key was held by another live run (nothing written), True otherwise."""
-        self.pending[key] = (prediction_id, meta)
-        self.held[key] = (prediction_id, meta)
-        if durable:
-            self.claims.add(key)
-        self.cleared.discard(key)
-        done = self.flushed
-        self.wake.set()
-        if durable:
-            await done.wait()
-            if key in self.refused:
-                self.refused.discard(key)
-                self.held.pop(key, None)
-                return False
-        return True
-
-    def put(self, key: str, entry: CacheEntry) -> None:
-        self.results[key] = entry
-        self.held.pop(key, None)
-        self.wake.set()
-
-    def clear(self, key: str) -> None:
-        self.pending.pop(key, None)
-        self.held.pop(key, None)
-        self.cleared.add(key)
-        self.wake.set()
-
-    def heartbeat(self) -> None:
-        """Rewrite every held marker with a fresh ``marked_at`` (with the next flush)."""
-        for key, value in self.held.items():
-            self.pending.setdefault(key, value)
-        self.wake.set()
-
-    async def run(self) -> None:
-        while not (self.closing and not self._has_work()):
-            await self.wake.wait()
-            self.wake = anyio.Event()
-            await self.flush()
-
-    async def beat(self) -> None:
-        """Refresh the heartbeat of held markers until the run ends (a task of the run)."""
-        while not self.closing:
-            with anyio.move_on_after(HEARTBEAT_S):
-                await self.ended.wait()
-            if not self.closing:
-                self.heartbeat()
-
-    async def flush(self) -> None:
-        pending, results, cleared, claims = self.pending, self.results, self.cleared, self.claims
-        self.pending, self.results, self.cleared, self.claims = {}, {}, set(), set()
-        done, self.flushed = self.flushed, anyio.Event()
-        try:
-            if pending or results or cleared:
-                self.refused |= await anyio.to_thread.run_sync(
-                    lambda: self.cache.write_batch(
-                        pending, results, cleared, owner=self.owner, claims=claims,
-                        results_block=not self.refresh,
-                    )
-                )
-        finally:
-            done.set()
-
-    def close(self) -> None:
-        self.closing = True
-        self.ended.set()
-        self.wake.set()
-
-    def _has_work(self) -> bool:
-        return bool(self.pending or self.results or self.cleared)
-
-
 class _Engine:
     def __init__(
         self,
@@ -319,7 +225,7 @@ class _Engine:
         self.budget_changed = anyio.Event()
         self.limiter_changed = anyio.Event()
         self.owner = Owner.current()
-        self.writer = _CacheWriter(cache, self.owner, refresh) if cache is not None else None
+        self.writer = CacheWriter(cache, self.owner, refresh) if cache is not None else None
         self.reconciler = Reconciler(self._list_page, self.state.claimed)
         self.stop_report: StopReport | None = None
 
@@ -627,6 +533,14 @@ class _Engine:
                             return shared
                         continue
                     record = await self._reattach(pending, target) if pending else None
+                    if record is None and reservation is None and self.budget.max_cost is not None:
+                        # A marker that led nowhere: this row is new spending after all.
+                        reservation, hold = await self._reserve(job)
+                        if reservation is None:
+                            if key is not None and self.writer is not None:
+                                self.writer.clear(key)
+                            reason = self.budget.skip_reason(job.model, self._prior(job), worst=hold.usd)
+                            return self._finish_row(frames.error_row("skipped_budget", reason), None)
                     if record is not None or key is None:
                         break
                     payload = await self.prepare_input(job.input)
@@ -860,6 +774,16 @@ class _Engine:
             if reservation is not None:
                 return reservation, hold
             if not self.budget.worth_waiting(job.model, prior, worst=hold.usd):
+                last = None
+                if self.timeout is None:
+                    last = last_chance_hold(
+                        self.prices, job.model, job.input, seen=self.seen.get(job.model),
+                        budget_left=self.budget.left,
+                    )
+                if last is not None:
+                    reservation = self.budget.try_start(job.model, prior, worst=last.usd)
+                    if reservation is not None:
+                        return reservation, last
                 return None, hold
             await self.budget_changed.wait()
 
@@ -926,6 +850,7 @@ class _Engine:
     def _store(self, key: str, job: frames.Job, target: Target, record: dict, row: dict) -> None:
         """Keep a succeeded result; for anything else only forget the pending marker, so the
         next run tries the row again instead of re-attaching to a failure."""
+        assert self.writer is not None
         if row.get("status") != "succeeded":
             self.writer.clear(key)
             return
@@ -1179,9 +1104,9 @@ async def _execute(engine: _Engine, plan: frames.Plan) -> list[dict]:
         raise
     for leader, followers in groups.followers.items():
         for i in followers:
-            rows[i] = shared_row(rows[leader] or {}, leader)
+            row = rows[i] = shared_row(rows[leader] or {}, leader)
             if bar is not None:
-                bar.tick(rows[i], jobs[i].input)
+                bar.tick(row, jobs[i].input)
     # Identical jobs share a row's values and also its key: each row carries the key it has.
     for i, key in enumerate(keys):
         if rows[i] is not None:

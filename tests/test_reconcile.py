@@ -173,8 +173,8 @@ def test_holds_bound_what_a_prediction_can_cost():
                       budget_left=1.0)
     big = plan_hold(table, "replibatch/tiny-llama", {"max_tokens": 400}, timeout=None, seen=seen,
                     budget_left=1.0)
-    assert small.deadline_s == 8.0 and small.usd == pytest.approx(8.0 * t4 * 1.1) and small.bounded
-    assert big.deadline_s == pytest.approx(4 * 2.0 * 4)  # scaled by the work asked for
+    assert small.deadline_s == 12.0 and small.usd == pytest.approx(12.0 * t4 * 1.1) and small.bounded
+    assert big.deadline_s == pytest.approx(6 * 2.0 * 4)  # scaled by the work asked for
     given = plan_hold(table, "replibatch/tiny-llama", {}, timeout=1.0, seen=None, budget_left=1.0)
     assert given.deadline_s == 1.0 and given.usd == pytest.approx(1.0 * t4 * 1.1)
     tokens = plan_hold(table, "replibatch/official-chat", {"prompt": "hi", "max_tokens": 100},
