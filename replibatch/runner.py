@@ -533,13 +533,14 @@ class _Engine:
                             return shared
                         continue
                     record = await self._reattach(pending, target) if pending else None
-                    if record is None and reservation is None and self.budget.max_cost is not None:
+                    if record is None and reservation is None and (
+                        self.budget.max_cost is not None or self.standing
+                    ):
                         # A marker that led nowhere: this row is new spending after all.
-                        reservation, hold = await self._reserve(job)
-                        if reservation is None:
+                        reservation, entry, hold, reason = await self._admit(job, target)
+                        if reason is not None:
                             if key is not None and self.writer is not None:
                                 self.writer.clear(key)
-                            reason = self.budget.skip_reason(job.model, self._prior(job), worst=hold.usd)
                             return self._finish_row(frames.error_row("skipped_budget", reason), None)
                     if record is not None or key is None:
                         break
@@ -660,6 +661,14 @@ class _Engine:
                 return self._finish_row(
                     frames.error_row("error", error, prediction_id=record["id"]), sent_wall
                 )
+            except BaseException:
+                # Interrupted: a ledger entry whose create was never sent (not unanswered in
+                # `state.attempts`, no record) is dropped, so it does not hold the standing
+                # budget for the rest of the process's life; any other stays counted.
+                if record is None and entry is not None and job.position not in self.state.attempts:
+                    with anyio.CancelScope(shield=True):
+                        await self.gate.release(entry)
+                raise
 
     async def _reattach(self, pending: dict, target: Target) -> dict | None:
         """The prediction a previous run started for this row; None when it provably does not

@@ -175,3 +175,23 @@ def test_several_tokens_are_refused_before_anything_is_sent(sim, cache_dir):
     with pytest.raises(rb.ConfigurationError, match="one token"):
         go(prompts(2), sim, model=TEXT, api_token=[TOKEN, TOKEN + "b"])
     assert sim.stats.creates == 0 and not sim.stats.requests
+
+
+def test_an_interrupted_run_leaves_no_reservation_for_creates_never_sent(cache_dir):
+    import asyncio
+
+    import anyio
+
+    rb.set_budget(daily=1.0)
+    with serve(time_scale=1.0, predict_time=30.0) as sim:
+
+        async def main() -> None:
+            with anyio.move_on_after(1.5):
+                await rb.arun(prompts(6, max_tokens=20), model=CHAT, api_token=TOKEN,
+                              base_url=sim.url, progress=False, rate_limit=2)  # one per 30 s
+
+        asyncio.run(main())
+        assert 1 <= sim.stats.creates < 6
+        # The creates sent keep their entry (one whose reply never came stays counted at its
+        # worst case: its outcome was not known to this run); the rows never sent left none.
+        assert len(rb.spend()) == sim.stats.creates
