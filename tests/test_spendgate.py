@@ -195,3 +195,14 @@ def test_an_interrupted_run_leaves_no_reservation_for_creates_never_sent(cache_d
         # The creates sent keep their entry (one whose reply never came stays counted at its
         # worst case: its outcome was not known to this run); the rows never sent left none.
         assert len(rb.spend()) == sim.stats.creates
+
+
+def test_402_with_concurrency_sends_no_create_after_the_refusals_in_flight(cache_dir):
+    with serve(time_scale=0.01, seed=0, credit={TOKEN: 0.0}) as sim:
+        res = go(prompts(40, max_tokens=40), sim, model=CHAT, concurrency=8)
+        assert (res["status"] == "error").all()
+        assert res["error"].str.contains("needs credit or billing").all()
+        # Only creates already on their way when the first 402 came back were answered 402.
+        refused = sim.stats.statuses.get(402, 0)
+        assert 1 <= refused <= 8 and sim.stats.creates == 0
+        assert len(rb.spend()) == 0
