@@ -50,7 +50,7 @@ from .download import (
     DownloadError,
     DownloadLimits,
 )
-from .edge import Edge
+from .edge import Edge, resolve_token
 from .errors import (
     AuthenticationError,
     ConfigurationError,
@@ -63,6 +63,7 @@ from .errors import (
 from .inputs import SMALL_FILE_BYTES, FileInput, content_hash, data_uri, map_files
 from .interrupt import StopReport, stop_everything
 from .keys import cache_key
+from .ledger import BudgetRefusal
 from .limiter import DEFAULT_READ_RATE, AdaptiveRateLimiter, TokenBucket, poll_interval
 from .markers import Owner, is_held_elsewhere, run_ended, run_started
 from .poller import Poller
@@ -74,6 +75,8 @@ from .progress import open_progress
 from .reserve import Hold, Seen, last_chance_hold, plan_hold, work_size
 from .runsummary import RunSummary
 from .schema import InputSchema, promote_files, shape_input
+from .spend import budgets_from_env, ledger_for
+from .spendgate import BillingStop, SpendGate, is_payment_required
 from .summary import summarize
 
 __all__ = ["DEFAULT_CONCURRENCY", "arun", "run"]
@@ -192,8 +195,17 @@ class _Engine:
         downloads: DownloadLimits | None = None,
         clock: Callable[[], float] = time.monotonic,
         live: bool | None = None,
+        gate: SpendGate | None = None,
+        standing: bool = False,
     ) -> None:
         self.edge = edge
+        # The spend ledger and standing budgets (`replibatch.spendgate`); `standing`: a standing
+        # cap applies, so rows are reserved at their worst case as under max_cost.
+        self.gate = gate or SpendGate(None, None)
+        self.standing = standing
+        self.billing = BillingStop()
+        # Model -> ledger entry of its probe row (no predict time known yet, standing budget).
+        self.probes: dict[str, str] = {}
         self.cache = cache
         self.refresh = refresh
         self.concurrency = concurrency
@@ -387,6 +399,9 @@ class _Engine:
                 delay = self.shared_creates.claim(self.creates.rate_per_minute)
                 if delay > 0:
                     await anyio.sleep(delay)
+            if self.billing.stopped:
+                # The account answered 402: no create is sent any more in this run.
+                raise self.billing.error()
             attempt = Attempt(target.kind, target.ident, payload, _utcnow())
             self.state.attempts[position] = attempt
             self.state.attempt_keys[position] = key
@@ -439,8 +454,10 @@ class _Engine:
                     raise
                 await _backoff(failures)
                 continue
-            except ReplicateAPIError:
+            except ReplicateAPIError as exc:
                 del self.state.attempts[position]
+                if is_payment_required(exc):
+                    self.billing.trip(self.gate.token, exc)
                 raise
             # Registered as in flight before the attempt is forgotten, so that a cancellation
             # at any point finds the prediction one way or the other.
@@ -502,13 +519,15 @@ class _Engine:
     ) -> dict:
         """Run one row to its result row. Never raises for the row's own failures."""
         reservation = None
+        entry: str | None = None  # this row's spend-ledger entry
         hold = Hold(None, self.timeout, False)
         sent, sent_wall = self.clock(), time.time()
         async with self.slots:
             if pending is None:
-                reservation, hold = await self._reserve(job)
-                if reservation is None:
-                    reason = self.budget.skip_reason(job.model, self._prior(job), worst=hold.usd)
+                if self.billing.stopped:
+                    return self._finish_row(frames.error_row("error", self.billing.message()), None)
+                reservation, entry, hold, reason = await self._admit(job, target)
+                if reason is not None:
                     return self._finish_row(frames.error_row("skipped_budget", reason), None)
             record = None
             try:
@@ -519,17 +538,19 @@ class _Engine:
                         # Another live process is running this very row: wait for its result.
                         shared, pending = await self._await_other_run(key)
                         if shared is not None:
+                            await self.gate.release(entry)
                             self._settle(reservation, None)
                             return shared
                         continue
                     record = await self._reattach(pending, target) if pending else None
-                    if record is None and reservation is None and self.budget.max_cost is not None:
+                    if record is None and reservation is None and (
+                        self.budget.max_cost is not None or self.standing
+                    ):
                         # A marker that led nowhere: this row is new spending after all.
-                        reservation, hold = await self._reserve(job)
-                        if reservation is None:
+                        reservation, entry, hold, reason = await self._admit(job, target)
+                        if reason is not None:
                             if key is not None and self.writer is not None:
                                 self.writer.clear(key)
-                            reason = self.budget.skip_reason(job.model, self._prior(job), worst=hold.usd)
                             return self._finish_row(frames.error_row("skipped_budget", reason), None)
                     if record is not None or key is None:
                         break
@@ -544,17 +565,33 @@ class _Engine:
                         break
                     shared, pending = await self._await_other_run(key)
                     if shared is not None:
+                        await self.gate.release(entry)
                         self._settle(reservation, None)
                         return shared
                 if record is None:
                     if payload is None:
                         payload = await self.prepare_input(job.input)
+                    if entry is None:
+                        # A marker's prediction provably does not exist: created afresh, and
+                        # like every create it needs room under the standing budgets.
+                        opened = await self._open_entry(job, target, hold)
+                        if isinstance(opened, BudgetRefusal):
+                            if key is not None and self.writer is not None:
+                                self.writer.clear(key)
+                            return self._finish_row(
+                                frames.error_row("skipped_budget", str(opened)), None
+                            )
+                        entry = opened
                     record, sent, sent_wall = await self.create(
                         job.position, target, payload, key, cancel_after=hold.deadline_s
                     )
+                    await self.gate.attach(entry, record["id"])
                 else:
                     sent, sent_wall = self.clock(), time.time()
                     self.state.in_flight[record["id"]] = key
+                    # Re-attached to another run's prediction: our entry is dropped if the
+                    # ledger has one for it already, else it becomes the prediction's.
+                    await self.gate.attach(entry, record["id"])
                 if key is not None and record.get("status") not in _TERMINAL:
                     await self._mark_pending(key, record["id"], job, target)
                 limit = hold.deadline_s
@@ -592,34 +629,56 @@ class _Engine:
                             # keeps the files for an hour) instead of creating it anew.
                             await self._mark_pending(key, record["id"], job, target)
                             key = None
+                await self.gate.finish(
+                    entry, record, row, model=target.model_name or job.model,
+                    version=target.identity,
+                )
+                entry = None
                 self._settle(reservation, row["cost_usd"])
                 reservation = None
                 if key is not None:
                     self._store(key, job, target, record, row)
                 return self._finish_row(row, sent_wall)
             except AuthenticationError:
+                if record is None:  # a 401 creates nothing
+                    with anyio.CancelScope(shield=True):
+                        await self.gate.release(entry)
                 raise
             except ReplicateAPIError as exc:
                 if record is None and isinstance(exc, OutcomeUnknownError):
                     # Something may have been created and billed: keep the reservation counted
                     # and the marker, so the next run re-attaches instead of paying twice.
+                    self.gate.leave_open(entry)
                     self._settle(reservation, math.nan)
                     error = (
                         "create outcome unknown; the intent marker is kept, the next run "
                         f"re-attaches ({exc})"
                     )
                     return self._finish_row(frames.error_row("error", error), sent_wall)
-                self._settle(reservation, None)
                 if record is None:
+                    # The create was refused: nothing was created, nothing is owed.
+                    await self.gate.release(entry)
+                    self._settle(reservation, None)
                     if key is not None and self.writer is not None:
                         self.writer.clear(key)  # nothing was created: the next run starts afresh
-                    return self._finish_row(frames.error_row("error", str(exc)), sent_wall)
+                    error = self.billing.message() if exc.status == 402 else str(exc)
+                    return self._finish_row(frames.error_row("error", error), sent_wall)
+                self.gate.leave_open(entry)  # it exists and may be billing: counted as reserved
+                self._settle(reservation, None)
                 # The prediction exists but we lost track of it; its marker stays, so the next
                 # run re-attaches instead of paying again.
                 error = f"lost track of prediction {record['id']} ({exc}); re-run to re-attach"
                 return self._finish_row(
                     frames.error_row("error", error, prediction_id=record["id"]), sent_wall
                 )
+            except BaseException:
+                # Interrupted: a ledger entry whose create was never sent (not unanswered in
+                # `state.attempts`, no record) is dropped, so it does not hold the standing
+                # budget for the rest of the process's life; any other stays counted.
+                if record is None and entry is not None and job.position not in self.state.attempts:
+                    with anyio.CancelScope(shield=True):
+                        await self.gate.release(entry)
+                raise
 
     async def _reattach(self, pending: dict, target: Target) -> dict | None:
         """The prediction a previous run started for this row; None when it provably does not
@@ -653,24 +712,83 @@ class _Engine:
             return None
         return expected_cost(self.prices, job.model, job.input)
 
-    def _hold(self, job: frames.Job) -> Hold:
-        """The row's worst-case reservation and server-side deadline (`replibatch.reserve`)."""
-        if self.budget.max_cost is None:
+    def _hold(self, job: frames.Job, standing_left: float | None = None) -> Hold:
+        """The row's worst-case reservation and server-side deadline (`replibatch.reserve`):
+        under ``max_cost`` or a standing budget (`standing_left`: what the tightest one has
+        left), else none."""
+        if self.budget.max_cost is None and not self.standing:
             return Hold(None, self.timeout, False)
+        lefts = [v for v in (self.budget.left, standing_left) if v is not None]
         return plan_hold(
             self.prices,
             job.model,
             job.input,
             timeout=self.timeout,
             seen=self.seen.get(job.model),
-            budget_left=self.budget.left,
+            budget_left=min(lefts) if lefts else None,
         )
+
+    async def _open_entry(
+        self, job: frames.Job, target: Target, hold: Hold
+    ) -> str | BudgetRefusal | None:
+        """Reserve the row's spend-ledger entry at its worst case (else its expected cost):
+        its id, the standing budget's refusal, or None without a ledger."""
+        worst = hold.usd
+        if worst is None:
+            worst = expected_cost(self.prices, job.model, job.input)
+        return await self.gate.reserve(
+            worst, model=target.model_name or job.model, version=target.identity
+        )
+
+    async def _admit(
+        self, job: frames.Job, target: Target
+    ) -> tuple[Any, str | None, Hold, str | None]:
+        """Room for the row under ``max_cost`` and the standing budgets: ``(run reservation,
+        ledger entry, hold, None)``, or a skip reason last. A standing budget's refusal waits
+        while this run's own rows in flight may free room, re-planning the hold each time
+        (finished rows shorten the worst case); then the refusal's text is the reason."""
+        while True:
+            reservation, hold = await self._reserve(job)
+            if reservation is None:
+                reason = self.budget.skip_reason(job.model, self._prior(job), worst=hold.usd)
+                return None, None, hold, reason
+            probe = self._is_probe(job, hold)
+            if probe and self.probes.get(job.model) in self.gate.open_ids:
+                # Under a standing budget a probe is reserved at nearly all that is left, so a
+                # second one would get a deadline too short to finish: wait for its figure.
+                if reservation is not None:
+                    self.budget.release(reservation)
+                await self.budget_changed.wait()
+                continue
+            opened = await self._open_entry(job, target, hold)
+            if not isinstance(opened, BudgetRefusal):
+                if probe and opened is not None:
+                    self.probes[job.model] = opened
+                return reservation, opened, hold, None
+            # Handed back without waking others: a refused row waking refused rows would spin.
+            if reservation is not None:
+                self.budget.release(reservation)
+            if self.gate.open_entries <= 0:
+                return None, None, hold, str(opened)
+            await self.budget_changed.wait()
+
+    def _is_probe(self, job: frames.Job, hold: Hold) -> bool:
+        """True for a row whose worst case exists only because a standing budget sized its
+        deadline (per-second model, no timeout, no predict time seen or typical)."""
+        if not self.standing or self.budget.max_cost is not None or hold.usd is None:
+            return False
+        unsized = plan_hold(
+            self.prices, job.model, job.input, timeout=self.timeout,
+            seen=self.seen.get(job.model), budget_left=None,
+        )
+        return unsized.usd is None
 
     async def _reserve(self, job: frames.Job) -> tuple[Any, Hold]:
         """A budget reservation for this row, waiting while rows in flight may free room."""
         prior = self._prior(job)
         while True:
-            hold = self._hold(job)  # re-planned: finished rows teach the deadline
+            standing_left = await self.gate.left() if self.standing else None
+            hold = self._hold(job, standing_left)  # re-planned: finished rows teach the deadline
             reservation = self.budget.try_start(job.model, prior, worst=hold.usd)
             if reservation is not None:
                 return reservation, hold
@@ -827,11 +945,19 @@ async def arun(
     invalid call before anything is sent, AuthenticationError when the token is refused.
     """
     concurrency = _validate_options(concurrency, rate_limit, timeout, retries, max_cost)
+    if api_token is not None and not isinstance(api_token, str):
+        # Several tokens (a list, failover across accounts) are not supported yet (issue 16).
+        raise ConfigurationError(
+            f"api_token must be one token (a str), got {type(api_token).__name__}"
+        )
     downloads = DownloadLimits(max_file_bytes, download_timeout)
     with gc_paused(len(df)):
         plan = frames.plan_jobs(df, model=model, inputs=inputs, files=files)
     table = PriceTable.default().with_overrides(prices=prices, hardware=hardware)
     store = await anyio.to_thread.run_sync(open_cache, cache)
+    gate, standing = await anyio.to_thread.run_sync(
+        lambda: _spend_gate(store, resolve_token(api_token, client))
+    )
     started = time.monotonic()
     edge = Edge(
         api_token=api_token, base_url=base_url, client=client, max_connections=concurrency + 16
@@ -849,6 +975,8 @@ async def arun(
         progress=progress,
         downloads=downloads,
         live=live,
+        gate=gate,
+        standing=standing,
     )
     run_started(engine.owner)
     try:
@@ -884,10 +1012,24 @@ async def arun(
     summary["throttled_after_first_episode"] = engine.creates.refusals_after_first
     summary["poll"] = dataclasses.asdict(engine.poller.stats)
     summary["shared"] = engine.state.shared
+    summary["spend_by_token"] = dict(engine.gate.spent_by_token)
+    if engine.billing.stopped:
+        summary["stopped"] = engine.billing.message()
     if engine.bar is not None:
         engine.bar.finish(summary)
     result.attrs["replibatch"] = summary
     return result
+
+
+def _spend_gate(store: ResultCache | None, token: str | None) -> tuple[SpendGate, bool]:
+    """The run's ledger gate (the ledger of the cache directory; with ``cache=False`` the
+    default one, so standing budgets still hold) and whether a standing budget applies.
+    Reservations left by processes that died are released first. Blocking: call in a thread.
+    Raises ConfigurationError when the ledger cannot be opened."""
+    ledger = ledger_for(store if store is not None else True)
+    ledger.release_dead()
+    budgets = budgets_from_env()
+    return SpendGate.for_token(ledger, token, budgets), bool(budgets or ledger.budgets())
 
 
 async def _execute(engine: _Engine, plan: frames.Plan) -> list[dict]:
@@ -1074,7 +1216,12 @@ def run(df: pd.DataFrame, model: str | None = None, inputs: Any = None, **option
     file, ``download_timeout`` (default 1800 s) bounds each file's whole download; a file over
     either fails its row ``error`` and keeps the marker, so a re-run (with larger limits)
     re-attaches and downloads without paying again. With ``max_cost``, every prediction is
-    reserved at its worst case and gets a ``Cancel-After`` deadline (see README "Cost").
+    reserved at its worst case and gets a ``Cancel-After`` deadline (see README "Cost"); the same
+    holds under a standing budget (``rb.set_budget``, ``REPLIBATCH_DAILY_BUDGET``...), checked
+    in the spend ledger before every create, across processes: a row it refuses ends
+    ``skipped_budget`` naming the budget and what is left. Every prediction created is recorded
+    once in the ledger (``rb.spend()``; the token's fingerprint only). A 402 (payment required)
+    stops the run's creates: the rows not created end ``error`` saying what to do (README "Spend").
 
     Money guarantees (README "How it talks to Replicate"): a row's prediction is never created
     twice; a create whose reply was lost is reconciled by one sweep of the account's

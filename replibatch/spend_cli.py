@@ -57,5 +57,9 @@ def spend_command(args: argparse.Namespace) -> int:
 def _usd(value: float) -> str:
     if value is None or math.isnan(value):
         return "—"
+    if 0 < value < 0.001:  # a few cents of sweeps must not read $0.0000
+        from .summary import format_usd
+
+        return format_usd(value)
     return f"${value:,.4f}" if value < 1 else f"${value:,.2f}"
 

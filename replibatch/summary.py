@@ -90,6 +90,8 @@ def format_summary(summary: Mapping[str, Any]) -> str:
     # Under a second (e.g. everything from the cache) a rate says nothing about throughput.
     if rate is not None and math.isfinite(rate) and summary["wall_s"] >= 1:
         parts.append(f"{rate:.0f} rows/min" if rate >= 10 else f"{rate:.2g} rows/min")
+    if summary.get("stopped"):
+        parts.append(f"stopped: {summary['stopped']}")
     return " · ".join(parts)
 
 
