@@ -32,13 +32,14 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pandas as pd
 import replicate
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from throughput import MODEL, TOKEN, Sim, _inputs
 
 import replibatch as rb
@@ -46,9 +47,14 @@ import replibatch as rb
 OURS_ONLY = False
 
 
+def _poll_requests(poll: dict) -> int:
+    return int(poll.get("pages", 0)) + int(poll.get("gets", 0))
+
+
 def run_replibatch(url: str, rows: int, **options: Any) -> dict:
     df = pd.DataFrame(_inputs(rows))
-    os.environ["REPLIBATCH_CACHE_DIR"] = options.pop("cache_dir", None) or tempfile.mkdtemp(prefix="rb-bench-")
+    cache_dir = options.pop("cache_dir", None) or tempfile.mkdtemp(prefix="rb-bench-")
+    os.environ["REPLIBATCH_CACHE_DIR"] = cache_dir
     started = time.perf_counter()
     res = rb.run(df, model=MODEL, api_token=TOKEN, base_url=url, progress=False, **options)
     wall = time.perf_counter() - started
@@ -59,7 +65,7 @@ def run_replibatch(url: str, rows: int, **options: Any) -> dict:
         "episodes": summary.get("throttle_episodes"),
         "429s after 1st episode": summary.get("throttled_after_first_episode"),
         "learned rate/min": round(summary.get("create_rate_learned_per_minute") or 0),
-        "poll requests": (summary.get("poll") or {}).get("pages", 0) + (summary.get("poll") or {}).get("gets", 0),
+        "poll requests": _poll_requests(summary.get("poll") or {}),
         "started": started,
         "ended": started + wall,
         "started_wall": time.time() - wall,
@@ -207,7 +213,8 @@ def two_processes(rows_each: int = 500, *, shared: bool = True) -> None:
         dirs = [common, common] if shared else [tempfile.mkdtemp(), tempfile.mkdtemp()]
         start_at = time.time() + 4.0  # both interpreters are up and imported by then
         with ProcessPoolExecutor(2, mp_context=mp.get_context("spawn")) as pool:
-            results = list(pool.map(_one_process, [(sim.url, k, rows_each, dirs[k], start_at) for k in (0, 1)]))
+            jobs = [(sim.url, k, rows_each, dirs[k], start_at) for k in (0, 1)]
+            results = list(pool.map(_one_process, jobs))
         stats = sim.stats()
     finally:
         sim.close()
