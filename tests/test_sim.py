@@ -17,6 +17,7 @@ import httpx
 import jsonschema
 import pytest
 from PIL import Image
+from simhttp import AUTH, create, version_of, wait_terminal  # shared simulator HTTP helpers
 
 from replibatch.sim import SimServer, serve
 from replibatch.sim.cli import main as cli_main
@@ -24,7 +25,6 @@ from replibatch.sim.cog import call_kwargs, materialize
 from replibatch.sim.models import TinyLlama, default_models, generate_tokens
 
 FIXTURES = Path(__file__).parent / "fixtures"
-AUTH = {"Authorization": "Bearer r8_test"}
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 
 
@@ -80,25 +80,6 @@ def check_spec(method: str, path: str, response: httpx.Response) -> None:
     root = {**copy.deepcopy(schema), "components": spec["components"]}
     jsonschema.Draft202012Validator(root).validate(body)
 
-
-def version_of(sim: SimServer, ref: str = "replibatch/tiny-llama") -> str:
-    return sim.models[ref].version_id
-
-
-def create(http: httpx.Client, sim: SimServer, inputs: dict[str, Any], *, ref: str =
-           "replibatch/tiny-llama", headers: dict[str, str] | None = None) -> httpx.Response:
-    return http.post("/v1/predictions", json={"version": version_of(sim, ref), "input": inputs},
-                     headers=headers)
-
-
-def wait_terminal(http: httpx.Client, prediction_id: str, timeout: float = 10.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        body = http.get(f"/v1/predictions/{prediction_id}").json()
-        if body["status"] in ("succeeded", "failed", "canceled", "aborted"):
-            return body
-        time.sleep(0.01)
-    raise AssertionError(f"prediction {prediction_id} did not finish")
 
 
 @pytest.fixture

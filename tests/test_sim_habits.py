@@ -7,12 +7,12 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from simhttp import AUTH, create, wait_terminal  # shared simulator HTTP helpers
 
 from replibatch.sim import ACCOUNTS, SimServer, serve
 from replibatch.sim.habits import (
@@ -22,7 +22,6 @@ from replibatch.sim.habits import (
 )
 from replibatch.sim.listing import page_of
 
-AUTH = {"Authorization": "Bearer r8_test"}
 THROTTLED = re.compile(r"Request was throttled\. Your rate limit resets in ~(\d+)s\.")
 
 
@@ -31,22 +30,6 @@ def http(sim: SimServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=sim.url, headers=AUTH, timeout=10) as client:
         yield client
 
-
-def create(http: httpx.Client, sim: SimServer, inputs: dict[str, Any], *,
-           ref: str = "replibatch/tiny-llama", headers: dict[str, str] | None = None
-           ) -> httpx.Response:
-    return http.post("/v1/predictions", json={"version": sim.models[ref].version_id,
-                                              "input": inputs}, headers=headers)
-
-
-def wait_terminal(http: httpx.Client, prediction_id: str, timeout: float = 10.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        body = http.get(f"/v1/predictions/{prediction_id}").json()
-        if body["status"] in ("succeeded", "failed", "canceled", "aborted"):
-            return body
-        time.sleep(0.01)
-    raise AssertionError(f"prediction {prediction_id} did not finish")
 
 
 # -- official models name another model -------------------------------------------------------------
