@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import _thread
 import argparse
-import multiprocessing as mp
 import os
 import subprocess
 import sys
@@ -34,54 +33,18 @@ import tempfile
 import textwrap
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 import replibatch as rb
 
-TOKEN = "r8_bench_not_a_real_token"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from throughput import TOKEN, Sim  # one simulator-in-a-child-process for every bench
+
 TEXT = "replibatch/tiny-llama"
 OFFICIAL = "replibatch/official-chat"
-
-
-def _serve(conn: Any, options: dict) -> None:
-    from replibatch.sim import serve
-
-    with serve(**options) as server:
-        conn.send(server.url)
-        while True:
-            command = conn.recv()
-            if command == "stats":
-                conn.send(server.stats.snapshot())
-            else:
-                break
-
-
-class Sim:
-    """A simulator in a child process; ``stats()`` reads its counters."""
-
-    def __init__(self, **options: Any) -> None:
-        self._conn, child = mp.Pipe()
-        self._proc = mp.Process(target=_serve, args=(child, options), daemon=True)
-        self._proc.start()
-        self.url = self._conn.recv()
-        self._lock = threading.Lock()
-
-    def stats(self) -> dict:
-        with self._lock:
-            self._conn.send("stats")
-            return self._conn.recv()
-
-    def close(self) -> None:
-        self._conn.send("stop")
-        self._proc.join(5)
-
-    def __enter__(self) -> Sim:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
 
 
 def _frame(n: int, **extra: Any) -> pd.DataFrame:

@@ -21,6 +21,7 @@ import multiprocessing as mp
 import os
 import sys
 import tempfile
+import threading
 import time
 from typing import Any
 
@@ -54,14 +55,22 @@ class Sim:
         self._process = mp.get_context("spawn").Process(target=_serve, args=(child, options), daemon=True)
         self._process.start()
         self.url = self._conn.recv()
+        self._lock = threading.Lock()  # stats() may be read from several threads at once
 
     def stats(self) -> dict:
-        self._conn.send("stats")
-        return self._conn.recv()
+        with self._lock:
+            self._conn.send("stats")
+            return self._conn.recv()
 
     def close(self) -> None:
         self._conn.send("stop")
         self._process.join(10)
+
+    def __enter__(self) -> Sim:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
 
 def _inputs(rows: int) -> list[dict]:
