@@ -62,6 +62,7 @@ __all__ = [
     "CacheInfo",
     "CacheWarning",
     "ResultCache",
+    "cache_directory",
     "cache_info",
     "clear_cache",
     "default_cache_dir",
@@ -713,19 +714,16 @@ _open_caches: dict[Path, ResultCache] = {}
 _open_lock = threading.Lock()
 
 
-def open_cache(
+def cache_directory(
     cache: bool | str | os.PathLike[str] | ResultCache | None = True,
-) -> ResultCache | None:
-    """The `ResultCache` a ``cache=`` option asks for.
-
-    True: the default directory (`default_cache_dir`); False or None: no cache (None); a str or
-    path: that directory; a ResultCache: itself. Caches are shared per directory within a process.
-    Raises ConfigurationError for any other value or an unusable directory.
-    """
+) -> Path | None:
+    """The absolute directory a ``cache=`` option names, without opening anything: True the
+    default directory (`default_cache_dir`), a str or path that directory, a ResultCache its own;
+    None for False or None. Raises ConfigurationError for any other value."""
     if cache is None or cache is False:
         return None
     if isinstance(cache, ResultCache):
-        return cache
+        return cache.directory
     if cache is True:
         directory = default_cache_dir()
     elif isinstance(cache, (str, os.PathLike)) and os.fspath(cache):
@@ -735,7 +733,23 @@ def open_cache(
             "cache must be True, False, a directory path or a ResultCache, "
             f"got {type(cache).__name__}"
         )
-    directory = directory.absolute()
+    return directory.absolute()
+
+
+def open_cache(
+    cache: bool | str | os.PathLike[str] | ResultCache | None = True,
+) -> ResultCache | None:
+    """The `ResultCache` a ``cache=`` option asks for.
+
+    True: the default directory (`default_cache_dir`); False or None: no cache (None); a str or
+    path: that directory; a ResultCache: itself. Caches are shared per directory within a process.
+    Raises ConfigurationError for any other value or an unusable directory.
+    """
+    if isinstance(cache, ResultCache):
+        return cache
+    directory = cache_directory(cache)
+    if directory is None:
+        return None
     with _open_lock:
         existing = _open_caches.get(directory)
         # A directory deleted behind our back would swallow writes into an unlinked database.

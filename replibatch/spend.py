@@ -42,21 +42,11 @@ _LEDGERS: dict[Path, SpendLedger] = {}
 def ledger_for(cache: Any = True) -> SpendLedger:
     """The ledger of the cache directory `cache=` names (True: the default directory, a path, or
     a ResultCache). Raises ConfigurationError for ``cache=False`` (no directory to keep it in)."""
-    from .cache import ResultCache, default_cache_dir
+    from .cache import cache_directory
 
-    if cache is None or cache is False:
+    directory = cache_directory(cache)
+    if directory is None:
         raise ConfigurationError("the spend ledger lives in the cache directory; cache=False has none")
-    if isinstance(cache, ResultCache):
-        directory = cache.directory
-    elif cache is True:
-        directory = default_cache_dir()
-    elif isinstance(cache, (str, os.PathLike)) and os.fspath(cache):
-        directory = Path(cache).expanduser()
-    else:
-        raise ConfigurationError(
-            f"cache must be True, a directory path or a ResultCache, got {type(cache).__name__}"
-        )
-    directory = directory.absolute()
     if directory not in _LEDGERS or not (directory / "ledger.db").exists():
         _LEDGERS[directory] = SpendLedger(directory)
     return _LEDGERS[directory]
