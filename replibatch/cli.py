@@ -55,8 +55,6 @@ _INPUT_FORMATS = {
 }
 _OUTPUT_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl",
                    ".ndjson": "jsonl"}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
-_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 
 
@@ -122,12 +120,14 @@ def parse_duration(text: str) -> float:
 
     Raises CliError for anything else.
     """
-    match = _DURATION.match(text)
-    if not match:
+    from .durations import duration_seconds
+
+    seconds = duration_seconds(text)
+    if seconds is None:
         raise CliError(
             f"--older-than {text!r} is not a duration: use e.g. 7d, 12h, 30m or a number of seconds"
         )
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()]
+    return seconds
 
 
 def output_format(path: str | os.PathLike[str]) -> str:

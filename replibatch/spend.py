@@ -18,6 +18,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .durations import duration_seconds
 from .errors import ConfigurationError
 from .ledger import SpendLedger
 
@@ -33,8 +34,6 @@ BUDGET_ENV = {
     "weekly": "REPLIBATCH_WEEKLY_BUDGET",
     "monthly": "REPLIBATCH_MONTHLY_BUDGET",
 }
-_AGO = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
-_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _BY = ("model", "version", "day", "token", "status", "kind")
 _LEDGERS: dict[Path, SpendLedger] = {}
 
@@ -70,9 +69,9 @@ def parse_since(since: Any, *, now: float | None = None) -> float | None:
     if isinstance(since, date):
         return datetime(since.year, since.month, since.day).timestamp()
     if isinstance(since, str):
-        match = _AGO.match(since)
-        if match:
-            return now - float(match.group(1)) * _UNIT[match.group(2).lower()]
+        ago = duration_seconds(since, unit_required=True)
+        if ago is not None:
+            return now - ago
         try:
             return datetime.fromisoformat(since.strip()).timestamp()
         except ValueError:
