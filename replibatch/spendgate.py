@@ -145,8 +145,10 @@ class SpendGate:
         if self.ledger is None or entry is None:
             return
         ledger = self.ledger
-        self.open_ids.discard(entry)
-        await anyio.to_thread.run_sync(lambda: ledger.release(entry))
+        try:
+            await anyio.to_thread.run_sync(lambda: ledger.release(entry))
+        finally:
+            self.open_ids.discard(entry)  # after the ledger dropped it (see `finish`)
 
     def leave_open(self, entry: str | None) -> None:
         """The entry stays in the ledger counted at its worst case (the outcome is unknown, or
@@ -162,19 +164,23 @@ class SpendGate:
         cost = row.get("cost_usd")
         if self.token is not None and isinstance(cost, (int, float)) and not math.isnan(cost):
             self.spent_by_token[self.token] = self.spent_by_token.get(self.token, 0.0) + cost
-        if entry is not None:
-            self.open_ids.discard(entry)
-        if self.ledger is None:
-            return
-        ledger = self.ledger
-        predict_s = _predict_s(record)
-        await anyio.to_thread.run_sync(
-            lambda: ledger.finish(
-                record["id"], status=str(record.get("status") or row.get("status")),
-                predict_s=predict_s, cost_usd=_float(cost), cost_basis=row.get("cost_basis"),
-                model=model, version=version, token=self.token,
-            )
-        )
+        try:
+            if self.ledger is not None:
+                ledger = self.ledger
+                predict_s = _predict_s(record)
+                await anyio.to_thread.run_sync(
+                    lambda: ledger.finish(
+                        record["id"], status=str(record.get("status") or row.get("status")),
+                        predict_s=predict_s, cost_usd=_float(cost),
+                        cost_basis=row.get("cost_basis"), model=model, version=version,
+                        token=self.token,
+                    )
+                )
+        finally:
+            # Only once the ledger holds the actual cost: while its worst case is still reserved
+            # there, a row refused by a standing budget must see this entry open and wait.
+            if entry is not None:
+                self.open_ids.discard(entry)
 
 
 def _predict_s(record: dict) -> float | None:
