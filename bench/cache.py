@@ -21,8 +21,8 @@ import time
 import pandas as pd
 
 import replibatch as rb
-from replibatch.cache import CacheEntry, ResultCache
-from replibatch.keys import cache_key
+from replibatch._store.cache import CacheEntry, ResultCache
+from replibatch._store.keys import cache_key
 from replibatch.sim import serve
 
 TOKEN = "r8_bench_not_a_real_token"

@@ -15,8 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from replibatch.cache import CacheEntry, ResultCache
-from replibatch.keys import cache_key
+from replibatch._store.cache import CacheEntry, ResultCache
+from replibatch._store.keys import cache_key
 
 VERSION = "5c7d5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa"
 

@@ -24,10 +24,10 @@ import httpx
 import replicate
 from PIL import Image, ImageStat
 
-from replibatch.cost import PriceTable
+from replibatch._spend.cost import PriceTable
+from replibatch._spend.training_cost import training_cost
 from replibatch.sim import serve
 from replibatch.sim.trainers import read_zip, strength
-from replibatch.training_cost import training_cost
 
 DATA = Path(__file__).parent.parent / "data" / "fine_tune"
 ME = "replibatch-sim"

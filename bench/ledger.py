@@ -3,7 +3,7 @@
     python bench/ledger.py [--rows 2000] [--tasks 64]
 
 Times, on a fresh ledger in a temporary directory, the bookkeeping the engine does for each
-prediction it creates (`replibatch.spendgate.SpendGate`: reserve before the create, attach once
+prediction it creates (`replibatch._spend.spendgate.SpendGate`: reserve before the create, attach once
 the id is known, finish with the cost), first one row after another, then `--tasks` rows at once
 on one event loop (each write in a worker thread, as in a run), with a standing daily budget so
 that every reserve also sums the day's spend. Figures are printed, not asserted.
@@ -17,8 +17,8 @@ import time
 
 import anyio
 
-from replibatch.ledger import SpendLedger
-from replibatch.spendgate import SpendGate
+from replibatch._spend.ledger import SpendLedger
+from replibatch._spend.spendgate import SpendGate
 
 
 async def _one(gate: SpendGate, i: int) -> None:

@@ -23,8 +23,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from replibatch.live import LiveView
-from replibatch.progress import Progress
+from replibatch._engine.live import LiveView
+from replibatch._engine.progress import Progress
 
 
 class CountingBar:

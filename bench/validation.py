@@ -16,8 +16,8 @@ import time
 import numpy as np
 import pandas as pd
 
-from replibatch.frame import plan_jobs
-from replibatch.schema import InputSchema, shape_input
+from replibatch._table.frame import plan_jobs
+from replibatch._table.schema import InputSchema, shape_input
 from replibatch.sim import default_models
 
 

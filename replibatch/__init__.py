@@ -8,26 +8,26 @@ Every row becomes a prediction, fanned out under Replicate's rate limits, cached
 version and input, and returned as the input frame plus output, status, timing and cost columns.
 """
 
-from . import accessor as _accessor  # noqa: F401 - registers df.replibatch
-from . import plot, scorers
-from .browse import browse
-from .cache import CacheInfo, ResultCache, cache_info, clear_cache
-from .compare import Comparison, compare
-from .diff import diff
-from .errors import (
+from replibatch import plot, scorers
+from replibatch._engine.runner import arun, run
+from replibatch._evaluate.diff import diff
+from replibatch._evaluate.judge import ajudge, judge
+from replibatch._evaluate.leaderboard import Leaderboard, leaderboard
+from replibatch._evaluate.ratings import rate, ratings
+from replibatch._evaluate.score import score
+from replibatch._spend.estimate import estimate
+from replibatch._spend.spend import set_budget, spend
+from replibatch._store.cache import CacheInfo, ResultCache, cache_info, clear_cache
+from replibatch._table import accessor as _accessor  # noqa: F401 - registers df.replibatch
+from replibatch._table.grid import grid
+from replibatch._view.browse import browse
+from replibatch._view.compare import Comparison, compare
+from replibatch.errors import (
     AuthenticationError,
     ConfigurationError,
     ReplibatchError,
     ReplicateAPIError,
 )
-from .estimate import estimate
-from .grid import grid
-from .judge import ajudge, judge
-from .leaderboard import Leaderboard, leaderboard
-from .ratings import rate, ratings
-from .runner import arun, run
-from .score import score
-from .spend import set_budget, spend
 
 __version__ = "0.1.0"
 

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import pandas as pd
 
-from .errors import ConfigurationError
-from .plotscale import padded_limits, palette, submit_rates, wants_log
+from replibatch._view.plotscale import padded_limits, palette, submit_rates, wants_log
+from replibatch.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -338,7 +338,7 @@ def cost_summary(data: pd.DataFrame, *, x: str = "model", y: str = "cost_usd") -
 
 
 def _usd(value: float) -> str:
-    from .summary import format_usd
+    from replibatch._table.summary import format_usd
 
     return format_usd(value)
 
@@ -347,7 +347,7 @@ def _usd_formatter() -> Any:
     """Dollar tick labels, all with the decimals the tick step needs (``$0.000125``)."""
     from matplotlib.ticker import Formatter
 
-    from .summary import format_usd
+    from replibatch._table.summary import format_usd
 
     class USDFormatter(Formatter):
         decimals: int | None = None
@@ -366,7 +366,7 @@ def _log_usd_formatter() -> Any:
     """Dollar labels for a log axis's decades (``$0.00001``, ``$0.001``), not ``10^-5``."""
     from matplotlib.ticker import FuncFormatter
 
-    from .summary import format_usd
+    from replibatch._table.summary import format_usd
 
     return FuncFormatter(lambda value, _pos: format_usd(value))
 
@@ -694,4 +694,4 @@ def timeline(
     return ax
 
 
-from .plot_eval import score_vs_cost  # noqa: E402 - the evaluation plot lives in its own module
+from replibatch._view.plot_eval import score_vs_cost  # noqa: E402 - the evaluation plot lives in its own module

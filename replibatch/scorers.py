@@ -1,5 +1,5 @@
 """Common scorers for `replibatch.score`: each call returns a scorer (a callable of the row, a
-mapping of column -> value such as `replibatch.score.Row` or a pandas Series).
+mapping of column -> value such as `replibatch._evaluate.score.Row` or a pandas Series).
 
     rb.score(res,
              cat=rb.scorers.contains("cat"),                 # 1.0 / 0.0

@@ -11,8 +11,8 @@ import re
 import urllib.parse
 from typing import Any
 
-from replibatch.cost import PriceTable, cost_of
-from replibatch.filestore import decode_data_uri
+from replibatch._spend.cost import PriceTable, cost_of
+from replibatch._store.filestore import decode_data_uri
 from replibatch.sim.cog import FileInput, OutputFile, call_kwargs, materialize
 from replibatch.sim.credit import CreditAccounts
 from replibatch.sim.delivery import Blob, publish_size

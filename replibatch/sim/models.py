@@ -385,7 +385,7 @@ class PixelDiffusion(BasePredictor):
 # The demo models' billing (hardware SKU or per-unit prices) is read from the price table
 # (replibatch/data/prices.json), the source of truth for cost columns, so the two cannot disagree.
 def _price_entry(key: str) -> Any:
-    from replibatch.cost import PriceTable
+    from replibatch._spend.cost import PriceTable
 
     price = PriceTable.default().lookup(key)
     if price is None:

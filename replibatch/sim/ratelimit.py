@@ -22,7 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
-from replibatch.limiter import TokenBucket
+from replibatch._engine.limiter import TokenBucket
 from replibatch.sim.faults import SimOptions
 
 __all__ = ["ACCOUNTS", "Limits", "account_options"]

@@ -64,7 +64,7 @@ from replibatch.sim.training_state import CreatedModel, Training, TrainingStats
 __all__ = ["ACCOUNT", "TrainingService"]
 
 ACCOUNT = "replibatch-sim"  # the username GET /v1/account answers
-_MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")  # as replibatch.refs (lowercase)
+_MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")  # as replibatch._table.refs (lowercase)
 _PROGRESS_LINES = 10
 
 

@@ -1,0 +1,1 @@
+"""The ``replibatch`` command line."""

@@ -1,0 +1,1 @@
+"""The engine: scheduling predictions under the account's limits, creating, reconciling, polling, stopping."""

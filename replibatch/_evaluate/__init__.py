@@ -1,0 +1,1 @@
+"""Deciding between outputs: scores, judges, human ratings, leaderboards and diffs."""

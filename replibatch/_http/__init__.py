@@ -1,0 +1,1 @@
+"""The one HTTP boundary between replibatch and Replicate's API."""

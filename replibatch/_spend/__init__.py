@@ -1,0 +1,1 @@
+"""Money: prices, what a prediction costs, budgets, and the spend ledger across runs."""
