@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
-from typing import Any
 
 import anyio
 
-from replibatch._engine.dedupe import group_identical, shared_row
+from replibatch._engine.dedupe import group_identical
 from replibatch._engine.lease import cached_row
 from replibatch._engine.progress import Progress, open_progress
+from replibatch._engine.result import Row
 from replibatch._engine.row import run_job
 from replibatch._engine.session import CLEANUP_SECONDS, Engine
 from replibatch._engine.target import Target
@@ -26,7 +26,7 @@ from replibatch.errors import ReplicateAPIError
 
 __all__ = ["execute"]
 
-Rows = list[dict[str, Any] | None]
+Rows = list[Row | None]
 Targets = dict[str, Target | ReplicateAPIError]
 
 
@@ -39,7 +39,7 @@ def _refs(jobs: list[Job]) -> dict[str, ModelRef]:
     return refs
 
 
-async def execute(engine: Engine, plan: frames.Plan) -> list[dict[str, Any]]:
+async def execute(engine: Engine, plan: frames.Plan) -> list[Row]:
     """Every job's result row, in plan order. Raises what the run cannot survive
     (AuthenticationError, an interrupt); after cleanup of what was in flight."""
     jobs = plan.jobs
@@ -61,7 +61,7 @@ async def execute(engine: Engine, plan: frames.Plan) -> list[dict[str, Any]]:
     for i, job in enumerate(jobs):
         target = targets[job.model]
         if isinstance(target, ReplicateAPIError):
-            rows[i] = frames.error_row("error", f"{job.model}: {target}")
+            rows[i] = Row.failed("error", f"{job.model}: {target}")
             continue
         if job.model in late:
             late_rows.append(i)
@@ -104,7 +104,7 @@ async def execute(engine: Engine, plan: frames.Plan) -> list[dict[str, Any]]:
             assert isinstance(target, Target)  # rows of failed resolutions were ended above
             # A row with a marker was sent by an earlier run: it re-attaches, never refused.
             _shape(engine, job, target, rows, i, refuse=i not in pending)
-    engine.state.cached = sum(1 for r in rows if r is not None and r.get("cached"))
+    engine.state.cached = sum(1 for r in rows if r is not None and r.cached)
 
     todo = [i for i in range(len(jobs)) if rows[i] is None]
     groups = group_identical(todo, keys)
@@ -139,20 +139,22 @@ async def execute(engine: Engine, plan: frames.Plan) -> list[dict[str, Any]]:
         raise
     for leader, followers in groups.followers.items():
         for i in followers:
-            row = rows[i] = shared_row(rows[leader] or {}, leader)
+            paid = rows[leader]
+            assert paid is not None  # the leader ran: its row is in
+            row = rows[i] = paid.shared_by(leader)
             if bar is not None:
-                bar.tick(row, jobs[i].input)
-    done: list[dict[str, Any]] = []
+                bar.tick(row.columns(), jobs[i].input)
+    done: list[Row] = []
     # Identical jobs share a row's values and also its key: each row carries the key it has.
     for ended, row_key in zip(rows, keys, strict=True):
         assert ended is not None  # every job ended: cached, refused, shared or run
-        ended[frames.CACHE_KEY_COLUMN] = row_key
+        ended.cache_key = row_key
         done.append(ended)
     return done
 
 
 def _refuse(engine: Engine, rows: Rows, i: int, problems: list[str]) -> None:
-    rows[i] = frames.error_row("error", "invalid input: " + "; ".join(problems))
+    rows[i] = Row.failed("error", "invalid input: " + "; ".join(problems))
     engine.state.invalid += 1
 
 
@@ -204,4 +206,4 @@ async def _run_into(
     row = await run_job(engine, job, target, key, pending)
     rows[i] = row
     if bar is not None:
-        bar.tick(row, job.input)
+        bar.tick(row.columns(), job.input)

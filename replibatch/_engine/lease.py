@@ -9,24 +9,23 @@ from typing import Any
 import anyio
 
 from replibatch._engine.clock import Clock
+from replibatch._engine.result import Row
 from replibatch._engine.target import Target
 from replibatch._store.cache import CacheEntry, ResultCache
 from replibatch._store.cache_writer import CacheWriter
 from replibatch._store.markers import Owner, PendingMarker, is_held_elsewhere
-from replibatch._table import frame as frames
 from replibatch._table.frame import Job
 from replibatch._table.inputs import content_hash, map_files
 
-__all__ = ["LEASE_POLL_S", "UNSTORED", "Leases", "cached_row"]
+__all__ = ["LEASE_POLL_S", "Leases", "cached_row"]
 
 LEASE_POLL_S = 0.5  # how often a row waiting on another run's lease looks at the cache
-UNSTORED = (*frames.TIMELINE_COLUMNS, "cached")  # row columns that are the run's, not the result's
 
 
-def cached_row(entry: CacheEntry) -> dict[str, Any]:
-    """The result row of a cache hit (each lookup decodes fresh entries: no copy needed)."""
-    row = entry.row
-    row["cached"] = True
+def cached_row(entry: CacheEntry) -> Row:
+    """The result row of a cache hit."""
+    row = Row.from_columns(entry.row)
+    row.cached = True
     return row
 
 
@@ -66,7 +65,7 @@ class Leases:
         """Drop the row's marker: nothing was created, the next run starts the row afresh."""
         self._writer.clear(key)
 
-    async def await_other_run(self, key: str) -> tuple[dict[str, Any] | None, PendingMarker | None]:
+    async def await_other_run(self, key: str) -> tuple[Row | None, PendingMarker | None]:
         """Wait while another live run holds `key`'s marker. Returns ``(row, None)`` when its
         result arrived in the cache, ``(None, marker)`` when its owner died (re-attach to it),
         ``(None, None)`` when the marker went away without a result (the row is free)."""
@@ -82,10 +81,10 @@ class Leases:
             if not is_held_elsewhere(marker, self._owner):
                 return None, marker
 
-    def store(self, key: str, job: Job, target: Target, record: dict[str, Any], row: dict[str, Any]) -> None:
+    def store(self, key: str, job: Job, target: Target, record: dict[str, Any], row: Row) -> None:
         """Keep a succeeded result; for anything else only forget the pending marker, so the
         next run tries the row again instead of re-attaching to a failure."""
-        if row.get("status") != "succeeded":
+        if row.status != "succeeded":
             self._writer.clear(key)
             return
         entry = CacheEntry(
@@ -95,6 +94,6 @@ class Leases:
             input=map_files(job.input, content_hash),
             sample=job.sample,
             record=record,
-            row={k: v for k, v in row.items() if k not in UNSTORED},
+            row=row.stored(),
         )
         self._writer.put(key, entry)

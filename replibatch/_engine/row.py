@@ -15,6 +15,7 @@ from replibatch._engine import reserve
 from replibatch._engine.outcome import apply_final_status
 from replibatch._engine.outputs import is_streamed_text
 from replibatch._engine.reconcile import Attempt, parse_time
+from replibatch._engine.result import Row
 from replibatch._engine.target import Target
 from replibatch._spend.cost import cost_of
 from replibatch._spend.ledger import BudgetRefusal
@@ -40,12 +41,21 @@ def _cost(engine: Engine, job: Job, target: Target, record: dict[str, Any]) -> t
     return cost_of(engine.prices, ref, record)
 
 
-def _finish_row(engine: Engine, row: dict[str, Any], sent_wall: float | None) -> dict[str, Any]:
+def _finish_row(engine: Engine, row: Row, sent_wall: float | None) -> Row:
     """Stamp the client-clock times of the row (None: nothing was sent) for the timeline."""
     if sent_wall is not None:
-        row["submitted_at"] = sent_wall
-        row["completed_at"] = engine.clock.wall()
+        row.submitted_at = sent_wall
+        row.completed_at = engine.clock.wall()
     return row
+
+
+def _settled_row(engine: Engine, job: Job, target: Target, record: dict[str, Any], *, sent: float,
+                 limit: float | None, timed_out: bool) -> Row:
+    """The row of a finished (or canceled) prediction: its columns, cost and final status."""
+    columns = frames.prediction_row(record, latency_s=engine.clock.monotonic() - sent)
+    columns["cost_usd"], columns["cost_basis"] = _cost(engine, job, target, record)
+    apply_final_status(columns, record, timed_out=timed_out, timeout=limit)
+    return Row.from_columns(columns)
 
 
 def _utc(engine: Engine) -> datetime:
@@ -84,7 +94,7 @@ async def reattach(engine: Engine, pending: PendingMarker, target: Target) -> di
 
 async def run_job(
     engine: Engine, job: Job, target: Target, key: str | None, pending: PendingMarker | None
-) -> dict[str, Any]:
+) -> Row:
     """Run one row to its result row. Never raises for the row's own failures."""
     admission, gate, leases = engine.admission, engine.gate, engine.leases
     reservation = None
@@ -94,11 +104,11 @@ async def run_job(
     async with engine.slots:
         if pending is None:
             if engine.billing.stopped:
-                return _finish_row(engine, frames.error_row("error", engine.billing.message()), None)
+                return _finish_row(engine, Row.failed("error", engine.billing.message()), None)
             admitted = await admission.admit(job, target)
             reservation, entry, hold = admitted.reservation, admitted.entry, admitted.hold
             if admitted.reason is not None:
-                return _finish_row(engine, frames.error_row("skipped_budget", admitted.reason), None)
+                return _finish_row(engine, Row.failed("skipped_budget", admitted.reason), None)
         record = None
         try:
             payload: dict[str, Any] | None = None
@@ -120,7 +130,7 @@ async def run_job(
                     if admitted.reason is not None:
                         if key is not None and leases is not None:
                             leases.clear(key)
-                        return _finish_row(engine, frames.error_row("skipped_budget", admitted.reason), None)
+                        return _finish_row(engine, Row.failed("skipped_budget", admitted.reason), None)
                 if record is not None or key is None or leases is None:
                     break
                 payload = await engine.uploads.prepare(job.input)
@@ -145,7 +155,7 @@ async def run_job(
                     if isinstance(opened, BudgetRefusal):
                         if key is not None and leases is not None:
                             leases.clear(key)
-                        return _finish_row(engine, frames.error_row("skipped_budget", str(opened)), None)
+                        return _finish_row(engine, Row.failed("skipped_budget", str(opened)), None)
                     entry = opened
                 record, sent, sent_wall = await engine.creator.create(
                     job.position, target, payload, key, cancel_after=hold.deadline_s
@@ -180,25 +190,24 @@ async def run_job(
                     and engine.clock.monotonic() >= sent + limit - 1.0)
             )
             engine.state.in_flight.pop(record["id"], None)
-            row = frames.prediction_row(record, latency_s=engine.clock.monotonic() - sent)
-            row["cost_usd"], row["cost_basis"] = _cost(engine, job, target, record)
-            apply_final_status(row, record, timed_out=timed_out, timeout=limit)
+            row = _settled_row(engine, job, target, record, sent=sent, limit=limit, timed_out=timed_out)
             admission.learn_predict_time(job, record)
-            if row["status"] == "succeeded" and not is_streamed_text(record, row.get("output")):
+            if row.status == "succeeded" and not is_streamed_text(record, row.output):
                 try:
-                    row["output"] = await engine.outputs.localize(row["output"])
+                    row.output = await engine.outputs.localize(row.output)
                 except ReplicateAPIError as exc:
-                    row.update(status="error", error=f"output files could not be downloaded: {exc}")
+                    row.status, row.error = "error", f"output files could not be downloaded: {exc}"
                     if key is not None and leases is not None:
                         # Paid for: the next run re-attaches and downloads again (Replicate
                         # keeps the files for an hour) instead of creating it anew.
                         await leases.mark(key, record["id"], job, target)
                         key = None
             await gate.finish(
-                entry, record, row, model=target.model_name or job.model, version=target.identity,
+                entry, record, row.stored(), model=target.model_name or job.model,
+                version=target.identity,
             )
             entry = None
-            admission.settle(reservation, row["cost_usd"])
+            admission.settle(reservation, row.cost_usd)
             reservation = None
             if key is not None and leases is not None:
                 leases.store(key, job, target, record, row)
@@ -218,7 +227,7 @@ async def run_job(
                     "create outcome unknown; the intent marker is kept, the next run "
                     f"re-attaches ({exc})"
                 )
-                return _finish_row(engine, frames.error_row("error", error), sent_wall)
+                return _finish_row(engine, Row.failed("error", error), sent_wall)
             if record is None:
                 # The create was refused: nothing was created, nothing is owed.
                 await gate.release(entry)
@@ -226,14 +235,14 @@ async def run_job(
                 if key is not None and leases is not None:
                     leases.clear(key)  # nothing was created: the next run starts afresh
                 error = engine.billing.message() if exc.status == 402 else str(exc)
-                return _finish_row(engine, frames.error_row("error", error), sent_wall)
+                return _finish_row(engine, Row.failed("error", error), sent_wall)
             gate.leave_open(entry)  # it exists and may be billing: counted as reserved
             admission.settle(reservation, None)
             # The prediction exists but we lost track of it; its marker stays, so the next
             # run re-attaches instead of paying again.
             error = f"lost track of prediction {record['id']} ({exc}); re-run to re-attach"
             return _finish_row(
-                engine, frames.error_row("error", error, prediction_id=record["id"]), sent_wall
+                engine, Row.failed("error", error, prediction_id=record["id"]), sent_wall
             )
         except BaseException:
             # Interrupted: a ledger entry whose create was never sent (not unanswered in

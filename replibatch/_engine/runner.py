@@ -189,15 +189,16 @@ async def _arun_with(
         with anyio.CancelScope(shield=True):
             await edge.aclose()
     with gc_paused(len(rows)):
-        result = frames.assemble(df, plan, rows)
-    # Client-clock epoch seconds of each row's submit and result, for the run's timeline plot.
-    for column in frames.TIMELINE_COLUMNS:
-        # numpy reads None as NaN in a float array: cached and never-sent rows have no times.
-        result[column] = np.array([row.get(column) if row else None for row in rows], dtype=float)
+        # The one place rows become the frame's columns (timeline and cache key included).
+        result = frames.assemble(df, plan, [row.columns() for row in rows])
+    # Client-clock epoch seconds of each row's submit and result, for the run's timeline plot;
+    # numpy reads None as NaN in a float array: cached and never-sent rows have no times.
+    submitted, completed = frames.TIMELINE_COLUMNS
+    result[submitted] = np.array([row.submitted_at for row in rows], dtype=float)
+    result[completed] = np.array([row.completed_at for row in rows], dtype=float)
     # Each row's cache key (None when it could not be keyed): ratings are stored under it.
     result[frames.CACHE_KEY_COLUMN] = pd.Series(
-        [row.get(frames.CACHE_KEY_COLUMN) if row else None for row in rows],
-        index=result.index, dtype=object,
+        [row.cache_key for row in rows], index=result.index, dtype=object
     )
     summary = RunSummary(summarize(result, clock.monotonic() - started))
     summary["invalid"] = engine.state.invalid
