@@ -27,6 +27,7 @@ from replibatch._engine.download import DEFAULT_DOWNLOAD_TIMEOUT, DEFAULT_MAX_FI
 from replibatch._engine.execute import execute
 from replibatch._engine.runsummary import RunSummary
 from replibatch._engine.session import Engine, EngineOptions
+from replibatch._engine.tokens import resolve_tokens
 from replibatch._http.edge import Edge, resolve_token
 from replibatch._spend.budget import Budget
 from replibatch._spend.cost import PriceTable
@@ -87,7 +88,7 @@ async def arun(
     retries: int = 5,
     progress: bool | None = None,
     live: bool | None = None,
-    api_token: str | None = None,
+    api_token: str | list[str] | None = None,
     base_url: str | None = None,
     client: Any = None,
     hardware: dict[str, str] | None = None,
@@ -137,7 +138,7 @@ async def _arun_with(
     retries: int = 5,
     progress: bool | None = None,
     live: bool | None = None,
-    api_token: str | None = None,
+    api_token: str | list[str] | None = None,
     base_url: str | None = None,
     client: Any = None,
     hardware: dict[str, str] | None = None,
@@ -149,30 +150,30 @@ async def _arun_with(
 ) -> pd.DataFrame:
     """`arun` on the given `clock` (tests pass one that skips waits); raises as `arun`."""
     concurrency = _validate_options(concurrency, rate_limit, timeout, retries, max_cost)
-    if api_token is not None and not isinstance(api_token, str):
-        # Several tokens (a list, failover across accounts) are not supported yet (issue 16).
-        raise ConfigurationError(
-            f"api_token must be one token (a str), got {type(api_token).__name__}"
-        )
+    # One token, a list of tokens, or profile names (`replibatch._engine.tokens`): checked
+    # here, before anything is sent.
+    tokens = resolve_tokens(api_token, resolve_token(None, client))
     downloads = DownloadLimits(max_file_bytes, download_timeout)
     with gc_paused(len(df)):
         plan = frames.plan_jobs(df, model=model, inputs=inputs, files=files)
     table = PriceTable.default().with_overrides(prices=prices, hardware=hardware)
     store = await anyio.to_thread.run_sync(open_cache, cache)
-    gate, standing = await anyio.to_thread.run_sync(
-        lambda: _spend_gate(store, resolve_token(api_token, client))
-    )
+    # With several tokens each ledger entry is given its creating token's fingerprint on attach.
+    single = tokens[0].token if len(tokens) == 1 else None
+    gate, standing = await anyio.to_thread.run_sync(lambda: _spend_gate(store, single))
     started = clock.monotonic()
-    edge = Edge(
-        api_token=api_token, base_url=base_url, client=client, max_connections=concurrency + 16
-    )
+    edges = [
+        Edge(api_token=spec.token, base_url=base_url, client=client, max_connections=concurrency + 16)
+        for spec in tokens
+    ] or [Edge(base_url=base_url, client=client, max_connections=concurrency + 16)]
+    edge = edges[0]
     options = EngineOptions(
         concurrency=concurrency, rate_limit=rate_limit, timeout=timeout, retries=retries,
         refresh=refresh, progress=progress, live=live, downloads=downloads,
     )
     engine = Engine(
         edge=edge, cache=store, options=options, budget=Budget(max_cost), prices=table,
-        gate=gate, standing=standing, clock=clock,
+        gate=gate, standing=standing, clock=clock, tokens=tokens, edges=edges,
     )
     run_started(engine.owner)
     try:
@@ -187,7 +188,8 @@ async def _arun_with(
     finally:
         run_ended(engine.owner)
         with anyio.CancelScope(shield=True):
-            await edge.aclose()
+            for each in edges:
+                await each.aclose()
     with gc_paused(len(rows)):
         # The one place rows become the frame's columns (timeline and cache key included).
         result = frames.assemble(df, plan, [row.columns() for row in rows])
@@ -202,15 +204,18 @@ async def _arun_with(
     )
     summary = RunSummary(summarize(result, clock.monotonic() - started))
     summary["invalid"] = engine.state.invalid
-    creates = engine.creator.limiter
-    summary["create_rate_per_minute"] = creates.ceiling_per_minute
-    summary["create_rate_learned_per_minute"] = creates.rate_per_minute
-    summary["throttle_episodes"] = creates.episodes
-    summary["throttled"] = creates.refusals
-    summary["throttled_after_first_episode"] = creates.refusals_after_first
+    # Each token has its own limits: with several, the run's rates and counts are their sums.
+    limiters = [lane.creator.limiter for lane in engine.pool.lanes]
+    summary["create_rate_per_minute"] = sum(c.ceiling_per_minute for c in limiters)
+    summary["create_rate_learned_per_minute"] = sum(c.rate_per_minute for c in limiters)
+    summary["throttle_episodes"] = sum(c.episodes for c in limiters)
+    summary["throttled"] = sum(c.refusals for c in limiters)
+    summary["throttled_after_first_episode"] = sum(c.refusals_after_first for c in limiters)
     summary["poll"] = dataclasses.asdict(engine.poller.stats)
     summary["shared"] = engine.state.shared
     summary["spend_by_token"] = dict(engine.gate.spent_by_token)
+    if engine.pool.several:
+        summary["tokens"] = engine.pool.summary(engine.gate.spent_by_token)
     if engine.billing.stopped:
         summary["stopped"] = engine.billing.message()
     if engine.bar is not None:

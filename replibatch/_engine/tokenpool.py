@@ -179,6 +179,21 @@ class TokenPool(Generic[L]):
             )
         return [self._by_fp[fp] for fp in names]
 
+    def summary(self, spent_by_token: Mapping[str, float]) -> dict[str, dict[str, Any]]:
+        """Per token fingerprint, for the run summary: its profile, the creates it sent, what
+        its predictions cost and, if it was set aside, why."""
+        out: dict[str, dict[str, Any]] = {}
+        for lane in self.lanes:
+            fp = lane.spec.fingerprint
+            aside = self.aside.get(fp)
+            out[fp] = {
+                "profile": lane.spec.profile,
+                "creates": self.sent_by_token[fp],
+                "spent_usd": float(spent_by_token.get(fp, 0.0)),
+                "set_aside": aside.message() if aside is not None else None,
+            }
+        return out
+
     def stop_error(self, among: Collection[str] | None = None) -> ReplicateAPIError:
         """What a create raises when no lane (within `among`) is left: PaymentRequiredError
         when any of them was refused for payment, else AuthenticationError; the message names

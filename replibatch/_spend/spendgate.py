@@ -47,17 +47,20 @@ class BillingStop:
 
     token: str | None = None  # fingerprint of the token that was refused
     detail: str | None = None
+    text: str | None = None  # the whole line, when the caller words it (several tokens)
 
     @property
     def stopped(self) -> bool:
         return self.detail is not None
 
-    def trip(self, token: str | None, exc: ReplicateAPIError) -> None:
+    def trip(self, token: str | None, exc: ReplicateAPIError, *, text: str | None = None) -> None:
         if self.detail is None:
-            self.token, self.detail = token, exc.detail
+            self.token, self.detail, self.text = token, exc.detail, text
 
     def message(self) -> str:
         """The one line rows and the summary carry."""
+        if self.text is not None:
+            return self.text
         who = f"the account of token {self.token}" if self.token else "the account"
         return (
             f"{who} needs credit or billing: Replicate answered 402 Payment Required; add a payment "
