@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import math
 import sys
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from replibatch._engine.runsummary import RunSummary, bar_state
 from replibatch._table.summary import format_usd
@@ -155,7 +156,7 @@ def open_progress(
         return Progress(bar, cached=done, live=live_view)
     from tqdm import tqdm
 
-    bar = tqdm(
+    terminal_bar = tqdm(
         total=total,
         initial=done,
         unit="row",
@@ -167,4 +168,4 @@ def open_progress(
     def echo(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    return Progress(bar, cached=done, echo=echo, compact=True)
+    return Progress(terminal_bar, cached=done, echo=echo, compact=True)
