@@ -10,7 +10,7 @@ __all__ = ["add_spend_parser", "spend_command"]
 _BY_CHOICES = ("model", "version", "day", "token", "status", "kind")
 
 
-def add_spend_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_spend_parser(commands: argparse._SubParsersAction) -> None:
     """Register ``spend`` on the top-level command parser."""
     spend = commands.add_parser(
         "spend",

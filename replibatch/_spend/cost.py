@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from functools import lru_cache
 from importlib import resources
 from os import PathLike
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 from replibatch._table.refs import parse_model_ref
 from replibatch.errors import ConfigurationError

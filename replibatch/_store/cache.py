@@ -147,16 +147,16 @@ class CacheEntry:
     """
 
     __slots__ = (
-        "model",
-        "version",
+        "_packed_record",
+        "_record",
         "input",
+        "key_format",
+        "model",
+        "row",
         "sample",
         "status",
-        "row",
         "stored_at",
-        "key_format",
-        "_record",
-        "_packed_record",
+        "version",
     )
 
     def __init__(
@@ -304,7 +304,7 @@ class ResultCache:
             if not directory.exists():
                 directory.mkdir(parents=True, mode=0o700)
                 # mkdir's mode is filtered by the umask; results and files are the user's own.
-                os.chmod(directory, 0o700)
+                directory.chmod(0o700)
             # Fail here, once and clearly, rather than on the first write in the middle of a run.
             with tempfile.TemporaryFile(dir=directory):
                 pass
@@ -543,8 +543,8 @@ class ResultCache:
         row whose marker and result land in one batch ends with its result and no marker.
         Markers whose key is in `claims` are leases taken: one is not written when the key
         already has a result (unless `results_block` is False: a refresh) or a marker of another
-        live run (`markers.is_held_elsewhere`); those keys are returned. Raises like `put` and `mark_pending`; nothing of the batch is
-        written if one item cannot be encoded.
+        live run (`markers.is_held_elsewhere`); those keys are returned. Raises like `put` and
+        `mark_pending`; nothing of the batch is written if one item cannot be encoded.
         """
         now = self._clock()
         markers = []
@@ -639,7 +639,7 @@ class ResultCache:
         for root, _, names in os.walk(self.directory):
             for name in names:
                 with contextlib.suppress(OSError):
-                    total += os.lstat(os.path.join(root, name)).st_size
+                    total += (Path(root) / name).lstat().st_size
         return CacheInfo(
             directory=self.directory,
             entries=sum(by_model.values()),

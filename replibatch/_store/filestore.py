@@ -19,7 +19,6 @@ import html
 import mimetypes
 import os
 import re
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -29,6 +28,7 @@ from urllib.parse import unquote_to_bytes, urlsplit
 import anyio
 import anyio.to_thread
 
+from replibatch._store.atomic import TEMP_PREFIX, atomic_write_bytes
 from replibatch._table.filetypes import EXT_BY_TYPE, TYPE_BY_SUFFIX, sniff
 
 __all__ = [
@@ -174,21 +174,6 @@ class OutputFile(str):
         return f'<a href="{href}">{name}</a>'
 
 
-def _write_atomically(target: Path, data: bytes) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=target.suffix)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp_name, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp_name)
-        raise
-
-
 class FileStore:
     """Content-addressed files under ``<base>/files``; references are relative to `base`."""
 
@@ -217,7 +202,7 @@ class FileStore:
             with contextlib.suppress(OSError):
                 os.utime(target)
         else:
-            _write_atomically(target, data)
+            atomic_write_bytes(target, data, private=True)
         return OutputFile(target, url)
 
     def put_downloaded(self, downloaded: Any, *, url: str | None = None) -> OutputFile:
@@ -230,9 +215,9 @@ class FileStore:
         if target.exists():
             with contextlib.suppress(OSError):
                 os.utime(target)
-                os.unlink(downloaded.path)
+                Path(downloaded.path).unlink()
         else:
-            os.replace(downloaded.path, target)
+            Path(downloaded.path).replace(target)
         return OutputFile(target, url)
 
     def relative(self, file: str | os.PathLike[str]) -> str:
@@ -284,7 +269,7 @@ class FileStore:
     def _stored_files(self) -> list[Path]:
         if not self.root.is_dir():
             return []
-        return [p for p in self.root.glob("??/*") if not p.name.startswith(".tmp-")]
+        return [p for p in self.root.glob("??/*") if not p.name.startswith(TEMP_PREFIX)]
 
     async def localize_output(
         self, output: Any, fetch: Fetch, *, max_bytes: int | None = None
