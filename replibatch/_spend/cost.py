@@ -1,15 +1,8 @@
 """Cost arithmetic: what a finished prediction cost, from the price table and its record.
 
-Replicate's API returns no price and no hardware, so cost is computed from a price table (data,
-shipped as ``replibatch/data/prices.json``; see its ``about`` field for the shape) and the
-prediction record. Three ways of billing, one per kind of model entry:
-
-- ``{"hardware": "gpu-l40s"}``: per second of ``metrics.predict_time`` on that SKU. Public models
-  bill only that; private models (``"dedicated": true``) and deployments also bill setup and idle
-  time on their dedicated hardware, so the figure is a lower bound and its basis says so.
-- ``{"usd_per_output": 0.003, "unit": "image"}``: official models priced per output item.
-- ``{"usd_per_input_token": ..., "usd_per_output_token": ...}``: official models priced per token
-  (``metrics.input_token_count`` / ``output_token_count``).
+Replicate's API returns no price, so a cost is the prediction record's metrics priced by the
+entry of its model in the price table (`replibatch._spend.prices`: per second of hardware, per
+output item or per token); the basis text says which and with what figures.
 
 Arithmetic is done on the decimal text of each figure (``Decimal(repr(x))``) and converted to the
 nearest float once, so ``43 tokens × $0.0000095`` is exactly ``0.0004085``. An unknown cost is
