@@ -72,3 +72,23 @@ def test_import_replibatch_is_light_and_the_public_names_still_load() -> None:
     done = _fresh_python("-c", probe)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["True", "True", "True", "replibatch.plot", "True"]
+
+
+def test_names_moved_out_of_cli_main_still_import_from_it() -> None:
+    # Other branches import these from replibatch._cli.main; they load lazily from their modules.
+    from replibatch._cli import files, main, params, run
+    from replibatch._cli.main import read_frame, write_frame
+
+    assert (read_frame, write_frame) == (files.read_frame, files.write_frame)
+    assert main.parse_param is params.parse_param and main.OFFLINE_SIM_OPTIONS is run.OFFLINE_SIM_OPTIONS
+    with pytest.raises(AttributeError):
+        _ = main.no_such_name
+
+
+def test_every_subcommand_module_registers_a_handler() -> None:
+    from replibatch._cli.main import SUBCOMMANDS, build_parser
+
+    parser = build_parser()
+    for argv in (["run", "in.csv"], ["cache", "info"], ["spend"], ["sim"]):
+        handler = parser.parse_args(argv).handler
+        assert handler.__module__ in {module.__name__ for module in SUBCOMMANDS}, argv
