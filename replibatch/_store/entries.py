@@ -17,7 +17,7 @@ from typing import Any
 
 from replibatch._store.filestore import FileStore, OutputFile
 from replibatch._store.keys import KEY_FORMAT, canonical_value
-from replibatch._store.sqlite import CorruptEntry, dumps, loads
+from replibatch._store.sqlite import CorruptEntry, encode_json, loads
 
 __all__ = ["FILE_MARK", "CacheEntry", "decode_entry", "encode_entry", "entry_files", "without_secrets"]
 
@@ -130,9 +130,8 @@ def encode_entry(entry: CacheEntry, files: FileStore, now: float) -> bytes:
         "files": sorted(set(found)),
         "row": row,
     }
-    # surrogatepass: a lone surrogate in a string must not make the row uncacheable.
-    record = dumps(without_secrets(entry.record)).encode("utf-8", "surrogatepass")
-    head = dumps(header).encode("utf-8", "surrogatepass")
+    record = encode_json(without_secrets(entry.record))
+    head = encode_json(header)
     return head + b"\n" + zlib.compress(record, 1)
 
 

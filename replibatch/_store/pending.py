@@ -17,8 +17,7 @@ import diskcache
 
 from replibatch._store.entries import without_secrets
 from replibatch._store.markers import Owner, PendingMarker, is_held_elsewhere
-from replibatch._store.markers import encode as encode_marker
-from replibatch._store.sqlite import CorruptEntry, json_default, loads, select
+from replibatch._store.sqlite import CorruptEntry, encode_json, loads, select
 
 __all__ = ["PENDING_PREFIX", "CacheWarning", "check_key", "encode_pending", "is_taken", "read_pending"]
 
@@ -46,7 +45,7 @@ def encode_pending(
     clean = without_secrets(meta or {})
     value = PendingMarker(str(prediction_id), clean, now, owner).to_json()
     model = clean.get("model")
-    return encode_marker(value, json_default), model if isinstance(model, str) else None
+    return encode_json(value), model if isinstance(model, str) else None
 
 
 def read_pending(db: diskcache.Cache, keys: Iterable[str], directory: Path) -> dict[str, dict[str, Any]]:

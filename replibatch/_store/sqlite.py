@@ -24,6 +24,7 @@ __all__ = [
     "CorruptEntry",
     "chunks",
     "dumps",
+    "encode_json",
     "json_default",
     "loads",
     "open_database",
@@ -75,6 +76,13 @@ def json_default(value: Any) -> Any:
 dumps: Callable[[Any], str] = json.JSONEncoder(
     ensure_ascii=False, separators=(",", ":"), default=json_default, allow_nan=True
 ).encode
+
+
+def encode_json(value: Any) -> bytes:
+    """The bytes stored for a value (entries and pending markers alike): compact JSON, numpy
+    scalars as numbers, lone surrogates kept (surrogatepass: one odd character in a model's
+    output must not make its row unstorable). Raises TypeError for a value that is not JSON."""
+    return dumps(value).encode("utf-8", "surrogatepass")
 
 
 def chunks(items: list[str], size: int) -> Iterator[list[str]]:
