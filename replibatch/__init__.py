@@ -10,6 +10,7 @@ version and input, and returned as the input frame plus output, status, timing a
 
 from replibatch import plot, scorers
 from replibatch._engine.runner import arun, run
+from replibatch._engine.train import atrain, train
 from replibatch._evaluate.diff import diff
 from replibatch._evaluate.judge import ajudge, judge
 from replibatch._evaluate.leaderboard import Leaderboard, leaderboard
@@ -19,7 +20,7 @@ from replibatch._spend.estimate import estimate
 from replibatch._spend.spend import set_budget, spend
 from replibatch._store.cache import CacheInfo, ResultCache, cache_info, clear_cache
 from replibatch._table import accessor as _accessor  # noqa: F401 - registers df.replibatch
-from replibatch._table.grid import grid
+from replibatch._table.grid import grid, trained_grid
 from replibatch._view.browse import browse
 from replibatch._view.compare import Comparison, compare
 from replibatch.errors import (
@@ -43,6 +44,7 @@ __all__ = [
     "__version__",
     "ajudge",
     "arun",
+    "atrain",
     "browse",
     "cache_info",
     "clear_cache",
@@ -60,4 +62,6 @@ __all__ = [
     "scorers",
     "set_budget",
     "spend",
+    "train",
+    "trained_grid",
 ]
