@@ -396,6 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
     from replibatch._cli.spend import add_spend_parser
 
     add_spend_parser(commands)
+    from replibatch._cli import train as train_cli
+
+    train_cli.add_parser(commands)
 
     # The simulator keeps its own options; they are shown here and handed to it unchanged.
     commands.add_parser(
@@ -443,6 +446,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return sim_main(args_list[args_list.index("sim") + 1:], prog="replibatch sim")
             except SystemExit as exc:  # its own usage error (e.g. an option out of range)
                 return int(exc.code or 0) if not isinstance(exc.code, str) else 2
+        if getattr(args, "handler", None) is not None:  # a subcommand module's own handler
+            return int(args.handler(args))
         parser.print_help()
         return 2
     except CliError as exc:
