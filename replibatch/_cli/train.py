@@ -19,7 +19,7 @@ from typing import Any
 __all__ = ["add_parser", "train_command"]
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(commands: argparse._SubParsersAction) -> None:
     """Register ``train`` on the top-level command parser (its handler in ``handler``)."""
     from replibatch._cli.main import _positive
 
@@ -63,7 +63,7 @@ def train_command(args: argparse.Namespace) -> int:
     from replibatch.errors import ConfigurationError, ReplicateAPIError
 
     frame = read_frame(args.input)
-    axes = dict(parse_param(text) for text in args.param)
+    axes: dict[str, Any] = dict(parse_param(text) for text in args.param)
     try:
         if axes:
             frame = grid(frame, **axes)
