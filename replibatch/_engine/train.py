@@ -152,7 +152,7 @@ async def atrain(
             make=lambda bar: TrainingExecutor(
                 edge=edge, store=store, trainer=resolved, prices=table, budget=Budget(max_cost),
                 ledger=TrainingLedger(spend_gate), timeout=timeout, retries=retries,
-                rate_limit=rate_limit, concurrency=concurrency, bar=bar,
+                rate_limit=rate_limit, concurrency=concurrency, bar=bar, refresh=refresh,
             ),
         )
     except BaseExceptionGroup as group:

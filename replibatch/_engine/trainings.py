@@ -90,12 +90,14 @@ class TrainingExecutor:
         self, *, edge: Edge, store: ResultCache | None, trainer: Trainer, prices: PriceTable,
         budget: Budget, ledger: TrainingLedger, timeout: float | None, retries: int,
         rate_limit: float | None, concurrency: int, bar: TrainingBar | None = None,
+        refresh: bool = False,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = anyio.sleep,
     ) -> None:
         self.edge, self.store, self.trainer, self.prices = edge, store, trainer, prices
         self.budget, self.ledger, self.timeout, self.retries = budget, ledger, timeout, retries
         self.bar, self.clock, self.sleep = bar, clock, sleep
+        self.refresh = refresh  # a cached result does not block a new lease (it is replaced)
         self.creates = AdaptiveRateLimiter(rate_limit, clock=clock)
         self.reads = TokenBucket(DEFAULT_READ_RATE, burst=DEFAULT_READ_RATE / 60.0, clock=clock)
         self.slots = anyio.CapacityLimiter(concurrency)
@@ -154,7 +156,7 @@ class TrainingExecutor:
         refused = await anyio.to_thread.run_sync(
             lambda: store.write_batch(
                 pending={key: (training_id, meta)}, owner=self.owner,
-                claims={key} if claim else (),
+                claims={key} if claim else (), results_block=not self.refresh,
             )
         )
         if key in refused:

@@ -89,6 +89,9 @@ def test_a_four_row_sweep_trains_four_versions_and_a_rerun_sends_nothing(sim):
     assert sum(sim.stats.requests.values()) == before  # zero requests: all from the cache
     assert again["cached"].all() and list(again["version"]) == list(first["version"])
     assert sim.trainings.stats.creates == 4
+    fresh = train(sim, sweep().head(1), refresh=True)  # refresh trains again, and keeps that
+    assert not fresh["cached"].any() and sim.trainings.stats.creates == 5
+    assert train(sim, sweep().head(1))["version"].iloc[0] == fresh["version"].iloc[0]
 
 
 def test_each_training_is_recorded_once_in_the_spend_ledger(sim):
