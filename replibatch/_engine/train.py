@@ -216,7 +216,7 @@ async def _execute(
     run_started(executor.owner)
     try:
         async with anyio.create_task_group() as outer:
-            outer.start_soon(executor.heartbeat)
+            outer.start_soon(executor.disk.heartbeat)
             async with anyio.create_task_group() as tg:
                 for i in todo:
                     if keys[i] in seen:  # identical rows share one training

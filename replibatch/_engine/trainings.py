@@ -33,6 +33,7 @@ from replibatch._engine.limiter import DEFAULT_READ_RATE, AdaptiveRateLimiter, T
 from replibatch._engine.reconcile import Attempt, Reconciler, parse_time
 from replibatch._engine.training_bar import TrainingBar
 from replibatch._engine.training_progress import training_progress
+from replibatch._engine.training_store import TrainingStore
 from replibatch._http import trainings as api
 from replibatch._http.edge import Edge
 from replibatch._spend.budget import Budget
@@ -40,9 +41,9 @@ from replibatch._spend.cost import PriceTable
 from replibatch._spend.ledger import BudgetRefusal
 from replibatch._spend.training_cost import training_cost
 from replibatch._spend.training_ledger import TrainingLedger
-from replibatch._store.cache import CacheEntry, ResultCache
+from replibatch._store.cache import ResultCache
 from replibatch._store.markers import Owner, is_held_elsewhere
-from replibatch._table.inputs import FileInput, content_hash, map_files
+from replibatch._table.inputs import FileInput, map_files
 from replibatch._table.training_plan import TrainingJob, error_training_row, training_row
 from replibatch.errors import (
     AuthenticationError,
@@ -58,7 +59,6 @@ __all__ = ["Trainer", "TrainingExecutor"]
 TERMINAL = frozenset(("succeeded", "failed", "canceled"))
 CANCEL_LATENCY = 1.1  # as predictions (`reserve.CANCEL_LATENCY`): a cancel takes time to land
 POLL_FIRST_S, POLL_GROWTH, POLL_CAP_S = 0.05, 1.5, 5.0
-LEASE_POLL_S = 0.5
 CLEANUP_S = 30.0
 
 
@@ -97,7 +97,6 @@ class TrainingExecutor:
         self.edge, self.store, self.trainer, self.prices = edge, store, trainer, prices
         self.budget, self.ledger, self.timeout, self.retries = budget, ledger, timeout, retries
         self.bar, self.clock, self.sleep = bar, clock, sleep
-        self.refresh = refresh  # a cached result does not block a new lease (it is replaced)
         self.creates = AdaptiveRateLimiter(rate_limit, clock=clock)
         self.reads = TokenBucket(DEFAULT_READ_RATE, burst=DEFAULT_READ_RATE / 60.0, clock=clock)
         self.slots = anyio.CapacityLimiter(concurrency)
@@ -106,8 +105,7 @@ class TrainingExecutor:
         self.reconciler = Reconciler(self._list_page, self.claimed)
         self.in_flight: dict[str, str | None] = {}  # training id -> its row's cache key
         self.attempts: dict[int, tuple[Attempt, str | None]] = {}  # unanswered creates
-        self.unsent: set[str] = set()  # keys whose marker is written, create not yet sent
-        self.markers: dict[str, tuple[str, dict]] = {}  # key -> (training id, meta) we hold
+        self.disk = TrainingStore(store, self.owner, refresh=refresh)
         self.uploads: dict[str, str] = {}
         self.upload_lock = anyio.Lock()
         self.creates_sent = 0
@@ -147,45 +145,6 @@ class TrainingExecutor:
                     )
         return map_files(raw, lambda f: self.uploads[f.sha256]) if files else raw
 
-    # -- markers -----------------------------------------------------------------------------
-    async def _mark(self, key: str, training_id: str, meta: dict, *, claim: bool) -> bool:
-        """Write the row's marker (durable, before we go on); with `claim` a lease: False when
-        another live run holds the key or a result arrived (nothing written)."""
-        assert self.store is not None
-        store = self.store
-        refused = await anyio.to_thread.run_sync(
-            lambda: store.write_batch(
-                pending={key: (training_id, meta)}, owner=self.owner,
-                claims={key} if claim else (), results_block=not self.refresh,
-            )
-        )
-        if key in refused:
-            return False
-        self.markers[key] = (training_id, meta)
-        return True
-
-    async def _forget(self, key: str | None) -> None:
-        if key is None or self.store is None:
-            return
-        self.markers.pop(key, None)
-        self.unsent.discard(key)
-        store = self.store
-        await anyio.to_thread.run_sync(lambda: store.clear_pending(key))
-
-    async def heartbeat(self) -> None:
-        """Re-write the markers this run holds every few seconds: a live lease stays live."""
-        from replibatch._store.markers import HEARTBEAT_S
-
-        while True:
-            await anyio.sleep(HEARTBEAT_S)
-            if self.store is not None and self.markers:
-                await anyio.to_thread.run_sync(
-                    self._rewrite_markers, self.store, dict(self.markers)
-                )
-
-    def _rewrite_markers(self, store: ResultCache, held: dict[str, tuple[str, dict]]) -> None:
-        store.write_batch(pending=held, owner=self.owner)
-
     # -- one row -----------------------------------------------------------------------------
     def worst_case(self) -> float | None:
         """What one training may cost at most: timeout x its hardware price (+ the time a
@@ -206,10 +165,10 @@ class TrainingExecutor:
             sent = self.clock()
             try:
                 if pending is not None and key is not None and is_held_elsewhere(pending, self.owner):
-                    shared = await self._await_other_run(key)
+                    shared = await self.disk.await_other_run(key)
                     if shared is not None:
                         return shared
-                    pending = self.store.pending(key) if self.store is not None else None
+                    pending = self.disk.pending(key)
                 if pending is not None:
                     record = await self._reattach(pending)
                 if record is None:
@@ -228,7 +187,7 @@ class TrainingExecutor:
                     )
                     if isinstance(opened, BudgetRefusal):
                         self._settle(reservation, None)
-                        await self._forget(key)
+                        await self.disk.forget(key)
                         return error_training_row("skipped_budget", str(opened))
                     entry = opened
                     payload = await self.prepare_input(job.input)
@@ -236,20 +195,20 @@ class TrainingExecutor:
                         meta = {"model": self.trainer.model, "version": self.trainer.version,
                                 "kind": "training", "destination": job.destination,
                                 "sent_at": _utcnow().isoformat(), "sent_input": payload}
-                        if not await self._mark(key, "", meta, claim=True):
+                        if not await self.disk.mark(key, "", meta, claim=True):
                             await self.ledger.release(entry)
                             self._settle(reservation, None)
-                            shared = await self._await_other_run(key)
+                            shared = await self.disk.await_other_run(key)
                             return shared or error_training_row(
                                 "error", "another run held this training; re-run to re-attach")
-                        self.unsent.add(key)
+                        self.disk.unsent.add(key)
                     record, sent = await self._create(job, payload, key)
                     await self.ledger.attach(entry, record["id"])
                 else:
                     await self.ledger.attach(entry, record["id"])
                 self.in_flight[record["id"]] = key
                 if key is not None and record.get("status") not in TERMINAL:
-                    await self._mark(key, record["id"], meta, claim=False)
+                    await self.disk.mark(key, record["id"], meta, claim=False)
                 record, timed_out = await self._follow(job.position, record, sent)
                 row = training_row(record, latency_s=self.clock() - sent)
                 row["cost_usd"], row["cost_basis"] = training_cost(self.prices, self.trainer.ref, record)
@@ -262,7 +221,8 @@ class TrainingExecutor:
                 entry = None
                 self._settle(reservation, row["cost_usd"])
                 reservation = None
-                await self._store(key, job, record, row)
+                await self.disk.keep(key, job, record, row, trainer=self.trainer.model,
+                                     version=self.trainer.version)
                 return row
             except AuthenticationError:
                 raise
@@ -276,7 +236,7 @@ class TrainingExecutor:
                 if record is None:  # refused: nothing was created
                     await self.ledger.release(entry)
                     self._settle(reservation, None)
-                    await self._forget(key)
+                    await self.disk.forget(key)
                     return error_training_row("error", str(exc))
                 self.ledger.leave_open(entry)
                 self._settle(reservation, None)
@@ -310,7 +270,7 @@ class TrainingExecutor:
             attempt = Attempt("version", self.trainer.version, payload, _utcnow())
             self.attempts[job.position] = (attempt, key)
             if key is not None:
-                self.unsent.discard(key)
+                self.disk.unsent.discard(key)
             sent = self.clock()
             self.creates.on_sent(sent)
             self.creates_sent += 1
@@ -402,37 +362,6 @@ class TrainingExecutor:
             record = dict(reply.body)
         return record, False
 
-    async def _store(self, key: str | None, job: TrainingJob, record: dict, row: dict) -> None:
-        """Keep a succeeded training; anything else only drops the marker (re-run retries)."""
-        if key is None or self.store is None:
-            return
-        self.markers.pop(key, None)
-        if row["status"] != "succeeded":
-            await self._forget(key)
-            return
-        entry = CacheEntry(
-            model=self.trainer.model, version=f"training:{self.trainer.version}",
-            input={"destination": job.destination, "input": map_files(job.input, content_hash)},
-            record=record, row={k: v for k, v in row.items() if k != "cached"},
-        )
-        store = self.store
-        await anyio.to_thread.run_sync(lambda: store.write_batch(results={key: entry}))
-
-    async def _await_other_run(self, key: str) -> dict | None:
-        """Wait while another live run holds `key`: its cached row, or None once it let go."""
-        assert self.store is not None
-        store = self.store
-        while True:
-            entry = await anyio.to_thread.run_sync(store.get, key)
-            if entry is not None:
-                row = entry.row
-                row["cached"] = True
-                return row
-            marker = await anyio.to_thread.run_sync(store.pending, key)
-            if marker is None or not is_held_elsewhere(marker, self.owner):
-                return None
-            await anyio.sleep(LEASE_POLL_S)
-
     # -- interrupt -----------------------------------------------------------------------------
     async def cancel_everything(self) -> None:
         """On interrupt (shielded, bounded): cancel every training in flight and those the
@@ -447,13 +376,13 @@ class TrainingExecutor:
                     if outcome is not None and outcome.record is not None:
                         targets[outcome.record["id"]] = key
                     elif outcome is not None and outcome.proven_absent and key is not None:
-                        self.unsent.add(key)
+                        self.disk.unsent.add(key)
             for training_id, key in targets.items():
                 try:
                     reply = await api.cancel_training(self.edge, training_id)
                 except ReplicateAPIError:
                     continue  # the marker stays: the next run re-attaches
                 if (reply.body or {}).get("status") == "canceled":
-                    await self._forget(key)
-            for key in list(self.unsent):
-                await self._forget(key)
+                    await self.disk.forget(key)
+            for key in list(self.disk.unsent):
+                await self.disk.forget(key)

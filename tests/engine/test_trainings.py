@@ -282,3 +282,69 @@ def test_the_official_client_trains_against_the_simulator(sim):
     got = client.trainings.get(out["training_id"].iloc[0])
     assert got.status == "succeeded" and got.output["version"] == out["version"].iloc[0]
     assert got.status in TERMINAL
+
+
+# --- inputs, destinations, progress, Ctrl-C -----------------------------------------------------
+def test_a_path_string_is_a_file_where_the_trainer_schema_says_so(sim):
+    make_destination(sim, "sea-llama")
+    df = pd.DataFrame({"train_data": [str(DATA / "sea-stories.zip")], "steps": [50]})
+    out = train(sim, df, trainer=TRAINER)  # owner/name: its latest version and schema
+    assert out["status"].iloc[0] == "succeeded"
+    assert sim.stats.requests["POST /v1/files"] == 1  # sent as an uploaded file, not as text
+    # Keyed by content: the same bytes given as a Path are the same training.
+    again = train(sim, pd.DataFrame({"train_data": [DATA / "sea-stories.zip"], "steps": [50]}),
+                  trainer=TRAINER)
+    assert again["cached"].all() and sim.trainings.stats.creates == 1
+
+
+def test_an_unknown_destination_ends_the_row_with_the_services_words(sim):
+    out = train(sim, sweep().head(1), destination=f"{ME}/nowhere")
+    assert out["status"].iloc[0] == "error"
+    assert "destination does not exist" in out["error"].iloc[0]
+    assert sim.trainings.stats.creates == 0
+
+
+def test_the_bar_follows_the_trainings_own_percentages(sim, monkeypatch):
+    from replibatch._engine import train as train_module
+    from replibatch._engine.training_bar import TrainingBar
+
+    seen: list[float] = []
+
+    class Recorder:
+        n = 0.0
+
+        def set_postfix_str(self, text: str, refresh: bool = True) -> None:
+            pass
+
+        def refresh(self) -> None:
+            seen.append(self.n)
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(train_module, "open_training_bar",
+                        lambda total, cached, progress: TrainingBar(Recorder(), total=total,
+                                                                    cached=cached))
+    make_destination(sim, "sea-llama")
+    sim.configure(predict_time=100.0)  # 1 s real: ten log lines of progress
+    train(sim, sweep().head(1))
+    partial = [n for n in seen if 0 < n < 1]
+    assert len(set(partial)) >= 3, seen  # moved in steps within the one training
+    assert seen[-1] == 1
+
+
+def test_ctrl_c_in_the_caller_cancels_the_trainings_on_replicate(sim):
+    import _thread
+    import threading
+
+    make_destination(sim, "sea-llama")
+    sim.configure(predict_time=1000.0)
+    threading.Timer(1.0, _thread.interrupt_main).start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        train(sim, sweep())
+    assert time.monotonic() - started < 6.0
+    deadline = time.monotonic() + 5
+    while sim.trainings.stats.cancels < sim.trainings.stats.creates and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sim.trainings.stats.creates == 4 and sim.trainings.stats.cancels == 4
