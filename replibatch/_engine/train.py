@@ -37,7 +37,7 @@ from replibatch._store.cache import ResultCache, open_cache
 from replibatch._store.markers import run_ended, run_started
 from replibatch._table.inputs import path_file_input
 from replibatch._table.refs import parse_model_ref
-from replibatch._table.schema import promote_files
+from replibatch._table.schema import InputSchema, promote_files, shape_input
 from replibatch._table.training_plan import (
     TrainingJob,
     assemble_trainings,
@@ -46,7 +46,7 @@ from replibatch._table.training_plan import (
     training_key,
     training_schema,
 )
-from replibatch.errors import ConfigurationError
+from replibatch.errors import AuthenticationError, ConfigurationError, ReplicateAPIError
 
 __all__ = ["DEFAULT_TRAINING_CONCURRENCY", "atrain", "train"]
 
@@ -174,6 +174,18 @@ async def atrain(
     return result
 
 
+async def _schema_of(edge: Edge, trainer: Trainer) -> InputSchema | None:
+    """The trainer version's TrainingInput schema, or None when it cannot be read (the
+    service validates then). Raises AuthenticationError when the token is refused."""
+    try:
+        body = (await api.get_version(edge, trainer.model, trainer.version)).body or {}
+    except AuthenticationError:
+        raise
+    except ReplicateAPIError:
+        return None
+    return training_schema(body.get("openapi_schema"))
+
+
 def _unwrap(exc: BaseException) -> BaseException:
     """The one real error inside (nested) task-group exception groups, else the group."""
     while isinstance(exc, BaseExceptionGroup):
@@ -202,6 +214,18 @@ async def _execute(
     pending: dict[str, dict] = {}
     if store is not None:
         pending = await anyio.to_thread.run_sync(store.pending_many, [keys[i] for i in todo])
+    fresh = [i for i in todo if keys[i] not in pending]  # a row with a marker re-attaches
+    schema = trainer.schema if trainer.schema is not None or not fresh else (
+        await _schema_of(edge, trainer))
+    for i in fresh:
+        # Checked against the trainer's TrainingInput before anything is spent: Replicate
+        # would create the training and fail it at once (sim/trainings.py, replicate-python#308).
+        shaped, problems = shape_input(jobs[i].input, schema)
+        if problems:
+            rows[i] = error_training_row("error", "invalid input: " + "; ".join(problems))
+        else:
+            jobs[i].input = shaped
+    todo = [i for i in todo if rows[i] is None]
     bar = open_training_bar(len(jobs), len(jobs) - len(todo), progress=progress)
     executor: TrainingExecutor = make(bar)
     run_keys = keys if store is not None else [None] * len(jobs)

@@ -348,3 +348,13 @@ def test_ctrl_c_in_the_caller_cancels_the_trainings_on_replicate(sim):
     while sim.trainings.stats.cancels < sim.trainings.stats.creates and time.monotonic() < deadline:
         time.sleep(0.05)
     assert sim.trainings.stats.creates == 4 and sim.trainings.stats.cancels == 4
+
+
+def test_rows_the_trainer_schema_refuses_are_not_sent(sim):
+    make_destination(sim, "sea-llama")
+    df = pd.DataFrame({"train_data": [DATA / "sea-stories.zip"] * 3, "steps": [100, 99999, 100],
+                       "colour": [None, None, "red"]})
+    out = train(sim, df)
+    assert out["status"].tolist() == ["succeeded", "error", "error"]
+    assert "steps" in out["error"].iloc[1] and "colour" in out["error"].iloc[2]
+    assert sim.trainings.stats.creates == 1
