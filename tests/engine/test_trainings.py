@@ -358,3 +358,34 @@ def test_rows_the_trainer_schema_refuses_are_not_sent(sim):
     assert out["status"].tolist() == ["succeeded", "error", "error"]
     assert "steps" in out["error"].iloc[1] and "colour" in out["error"].iloc[2]
     assert sim.trainings.stats.creates == 1
+
+
+def test_image_versions_take_the_palette_of_their_training_images(sim):
+    from PIL import Image, ImageStat
+
+    make_destination(sim, "warm-pixels")
+    make_destination(sim, "cool-pixels")
+    df = pd.DataFrame({
+        "input_images": [DATA / "warm-images.zip", DATA / "cool-images.zip"],
+        "dest": [f"{ME}/warm-pixels", f"{ME}/cool-pixels"], "steps": [300, 300],
+        "learning_rate": [0.001, 0.001],
+    })
+    pixel = "replibatch/pixel-diffusion"
+    trained = train(sim, df, trainer=f"{pixel}:{sim.models[pixel].version_id}", destination="dest")
+    assert (trained["status"] == "succeeded").all()
+    prompts = pd.DataFrame({"prompt": ["a TOK house", "a TOK garden"], "seed": 5, "width": 64,
+                            "height": 64})
+    out = rb.run(rb.trained_grid(trained, prompts), inputs=["prompt", "seed", "width", "height"],
+                 api_token=TOKEN, base_url=sim.url, progress=False)
+    assert (out["status"] == "succeeded").all()
+
+    def red_minus_blue(paths: Any) -> float:
+        total = 0.0
+        for files in paths:
+            r, _, b = ImageStat.Stat(Image.open(files[0]).convert("RGB")).mean
+            total += r - b
+        return total / len(paths)
+
+    warm = red_minus_blue(out.loc[out["dest"] == f"{ME}/warm-pixels", "output"].tolist())
+    cool = red_minus_blue(out.loc[out["dest"] == f"{ME}/cool-pixels", "output"].tolist())
+    assert warm > 0 > cool, (warm, cool)
