@@ -68,12 +68,13 @@ def open_training_bar(total: int, cached: int, *, progress: bool | None) -> Trai
     bar is off (``progress=False``, or not a notebook and stderr not a terminal)."""
     if not bar_wanted(progress):
         return None
+    bar: Any
     if in_notebook():
-        from tqdm.notebook import tqdm as notebook_tqdm  # type: ignore[import-untyped]
+        from tqdm.notebook import tqdm as notebook_tqdm  # type: ignore[import-untyped,unused-ignore]
 
         bar = notebook_tqdm(total=total, unit="training", desc="train")
     else:
-        from tqdm import tqdm  # type: ignore[import-untyped]
+        from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]
 
         bar = tqdm(total=total, unit="training", desc="train", dynamic_ncols=True)
     return TrainingBar(bar, total=total, cached=cached)
