@@ -100,6 +100,7 @@ class TrainingExecutor:
         self.creates = AdaptiveRateLimiter(rate_limit, clock=clock)
         self.reads = TokenBucket(DEFAULT_READ_RATE, burst=DEFAULT_READ_RATE / 60.0, clock=clock)
         self.slots = anyio.CapacityLimiter(concurrency)
+        self.budget_changed = anyio.Event()
         self.owner = Owner.current()
         self.claimed: set[str] = set()
         self.reconciler = Reconciler(self._list_page, self.claimed)
@@ -176,7 +177,7 @@ class TrainingExecutor:
                     if self.budget.max_cost is not None:
                         if worst is None:
                             return error_training_row("skipped_budget", self._unbounded_reason())
-                        reservation = self.budget.try_start(self.trainer.model, worst=worst)
+                        reservation = await self._reserve(worst)
                         if reservation is None:
                             return error_training_row(
                                 "skipped_budget",
@@ -251,13 +252,27 @@ class TrainingExecutor:
         return (f"max_cost: the hardware of trainer {self.trainer.model} is unknown, so the cap "
                 f"cannot be kept; pass hardware={{'{self.trainer.model}': 'gpu-...'}} or prices=")
 
+    async def _reserve(self, worst: float) -> Any:
+        """Room for one training's worst case under ``max_cost``; waits while trainings in
+        flight may free room (they finish below their worst case), None when it never fits."""
+        while True:
+            reservation = self.budget.try_start(self.trainer.model, worst=worst)
+            if reservation is not None:
+                return reservation
+            if not self.budget.worth_waiting(self.trainer.model, worst=worst):
+                return None
+            await self.budget_changed.wait()
+
     def _settle(self, reservation: Any, cost: float | None) -> None:
+        """Close a reservation (None: nothing was created) and wake rows waiting for room."""
         if reservation is None:
             return
         if cost is None:
             self.budget.release(reservation)
         else:
             self.budget.finish(reservation, cost)
+        self.budget_changed.set()
+        self.budget_changed = anyio.Event()
 
     async def _create(self, job: TrainingJob, payload: dict, key: str | None) -> tuple[dict, float]:
         """Send the create under the limiter; returns the first record and when it was sent.

@@ -203,9 +203,16 @@ def test_an_interrupted_run_cancels_its_trainings(sim):
     sim.configure(predict_time=1000.0)
 
     async def main() -> None:
-        with anyio.move_on_after(1.0):
-            await rb.atrain(sweep(), trainer=pinned(sim), destination=f"{ME}/sea-llama",
-                            api_token=TOKEN, base_url=sim.url, progress=False)
+        async with anyio.create_task_group() as tg:
+            async def sweep_then_cancel() -> None:
+                await rb.atrain(sweep(), trainer=pinned(sim), destination=f"{ME}/sea-llama",
+                                api_token=TOKEN, base_url=sim.url, progress=False)
+
+            tg.start_soon(sweep_then_cancel)
+            with anyio.fail_after(20):
+                while sim.trainings.stats.creates < 4:
+                    await anyio.sleep(0.02)
+            tg.cancel_scope.cancel()  # what a notebook's stop button does to the cell's task
 
     anyio.run(main, backend="asyncio")
     assert sim.trainings.stats.creates == 4 and sim.trainings.stats.cancels == 4
@@ -217,11 +224,19 @@ def test_max_cost_reserves_timeout_times_the_hardware_price(sim):
     assert (unbounded["status"] == "skipped_budget").all()
     assert unbounded["error"].str.contains("timeout=").all()
     assert sim.trainings.stats.creates == 0
-    # gpu-t4 $0.000225/s: a 10 s worst case is ~$0.0025 each; $0.006 leaves room for two.
+    # gpu-t4 $0.000225/s: a 10 s worst case is ~$0.0025 each; $0.006 leaves room for two at
+    # a time. Trainings finish far below it, so the others wait for room and then run.
+    sim.configure(predict_time=50.0)  # 0.5 s real each: long enough to overlap
     capped = train(sim, sweep(), max_cost=0.006, timeout=10.0, concurrency=4)
-    assert (capped["status"] == "succeeded").sum() == 2
-    assert (capped["status"] == "skipped_budget").sum() == 2
-    assert sim.trainings.stats.creates == 2
+    assert (capped["status"] == "succeeded").all() and capped["cost_usd"].sum() <= 0.006
+    records = [httpx.get(f"{sim.url}/v1/trainings/{t}", headers={"Authorization": f"Bearer {TOKEN}"}
+                         ).json() for t in capped["training_id"]]
+    spans = [(r["created_at"], r["completed_at"]) for r in records]
+    most = max(sum(1 for a, b in spans if a <= at < b) for at, _ in spans)
+    assert most == 2, spans  # never more than two worst cases in flight
+    # A cap under one training's worst case starts nothing.
+    tiny = train(sim, sweep().head(1).assign(steps=7), max_cost=0.002, timeout=10.0)
+    assert tiny["status"].iloc[0] == "skipped_budget" and sim.trainings.stats.creates == 4
 
 
 def test_a_trainer_without_a_per_second_price_refuses_under_max_cost(sim):
@@ -339,11 +354,18 @@ def test_ctrl_c_in_the_caller_cancels_the_trainings_on_replicate(sim):
 
     make_destination(sim, "sea-llama")
     sim.configure(predict_time=1000.0)
-    threading.Timer(1.0, _thread.interrupt_main).start()
-    started = time.monotonic()
+    def interrupt_once_created() -> None:
+        deadline = time.monotonic() + 20
+        while sim.trainings.stats.creates < 4 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        box["at"] = time.monotonic()
+        _thread.interrupt_main()
+
+    box: dict[str, float] = {}
+    threading.Thread(target=interrupt_once_created, daemon=True).start()
     with pytest.raises(KeyboardInterrupt):
         train(sim, sweep())
-    assert time.monotonic() - started < 6.0
+    assert time.monotonic() - box["at"] < 6.0  # control is back within ~4 s of Ctrl-C
     deadline = time.monotonic() + 5
     while sim.trainings.stats.cancels < sim.trainings.stats.creates and time.monotonic() < deadline:
         time.sleep(0.05)
