@@ -32,8 +32,14 @@ TERMINAL_FORMAT = "{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} {elapsed
 
 
 def in_notebook() -> bool:
-    """True inside a Jupyter kernel (where tqdm.auto draws a widget bar)."""
-    return "ipykernel" in sys.modules
+    """True inside a running Jupyter kernel (where tqdm.auto draws a widget bar). ipykernel
+    merely imported (jupyter_client imports it to find its kernel spec) is not a notebook: there
+    ``display`` has no front end and returns no handle to update."""
+    if "ipykernel" not in sys.modules:
+        return False
+    from IPython import get_ipython
+
+    return getattr(get_ipython(), "kernel", None) is not None
 
 
 def bar_wanted(progress: bool | None) -> bool:
