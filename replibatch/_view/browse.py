@@ -20,8 +20,10 @@ import pandas as pd
 
 from replibatch._evaluate.score import evaluation_columns
 from replibatch._table.summary import format_usd
-from replibatch._view.compare import RESULT_COLUMNS, _key_part, compare, format_seconds
+from replibatch._view.compare import compare
+from replibatch._view.formats import format_seconds
 from replibatch._view.media import CSS, MediaRenderer, is_missing, local_path
+from replibatch._view.pivot import RESULT_COLUMNS, key_part
 from replibatch._view.rating_widgets import RatingControls
 from replibatch.errors import ConfigurationError
 
@@ -150,7 +152,7 @@ class Browser:
         self.parameters = [c for c in res.columns if c not in RESULT_COLUMNS and c not in self.scores]
         # Row labels name only what tells rows apart: parameters with more than one value.
         self.varying = [
-            c for c in self.parameters if res[c].map(_key_part).nunique(dropna=False) > 1
+            c for c in self.parameters if res[c].map(key_part).nunique(dropna=False) > 1
         ]
         self.index_column = "prompt" if "prompt" in res.columns else (
             self.parameters[0] if self.parameters else None
@@ -163,7 +165,7 @@ class Browser:
         for column in [*self.parameters, "model", "status"]:
             if column not in res.columns or column in self.filters:
                 continue
-            keys = [_key_part(v) for v in res[column].tolist()]
+            keys = [key_part(v) for v in res[column].tolist()]
             choices = _sorted_choices(keys)
             if not 2 <= len(choices) <= MAX_CHOICES:
                 continue  # one value filters nothing; hundreds make an unusable dropdown
@@ -242,7 +244,7 @@ class Browser:
 
         Raises KeyError when `column` has no filter, ValueError when `value` is not among its choices.
         """
-        key = _key_part(value)
+        key = key_part(value)
         self.filters[column].value = self.choices[column].index(key)
 
     def clear_filters(self) -> None:
@@ -365,11 +367,11 @@ class Browser:
         parameter), as a comparison."""
         if self.index_column is None:
             return self.row_html(position)
-        key = _key_part(self.res.iloc[position][self.index_column])
-        same = self.res[self.res[self.index_column].map(_key_part) == key]
+        key = key_part(self.res.iloc[position][self.index_column])
+        same = self.res[self.res[self.index_column].map(key_part) == key]
         # One column per model; other parameters that differ label the rows inside each cell.
         varying = [c for c in ["model", *self.varying] if c in same.columns and c != self.index_column
-                   and same[c].map(_key_part).nunique(dropna=False) > 1]
+                   and same[c].map(key_part).nunique(dropna=False) > 1]
         columns = varying[:1]
         view = compare(same, index=self.index_column, columns=columns or None,
                        max_text=None, max_px=None if self.full_size.value else min(self.max_px or 384, 384))
