@@ -29,6 +29,7 @@ EXPECTED: dict[str, list[str]] = {
         "__version__",
         "ajudge",
         "arun",
+        "atrain",
         "browse",
         "cache_info",
         "clear_cache",
@@ -46,6 +47,8 @@ EXPECTED: dict[str, list[str]] = {
         "scorers",
         "set_budget",
         "spend",
+        "train",
+        "trained_grid",
     ],
     "replibatch.plot": [
         "cost",
