@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import html
 import math
-import os
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from replibatch._evaluate.score import evaluation_columns
-from replibatch._table.summary import format_usd
-from replibatch._view.compare import RESULT_COLUMNS, _key_part, compare, format_seconds
-from replibatch._view.media import CSS, MediaRenderer, is_missing, local_path
+from replibatch._view.browse_box import BrowserBox
+from replibatch._view.browse_box import widgets as ipywidgets
+from replibatch._view.browse_text import display, format_field, preview, preview_ends, sorted_choices
+from replibatch._view.compare import compare
+from replibatch._view.media import CSS, MediaRenderer, is_missing
+from replibatch._view.pivot import RESULT_COLUMNS, key_part
 from replibatch._view.rating_widgets import RatingControls
 from replibatch.errors import ConfigurationError
 
@@ -60,69 +61,6 @@ _DETAIL_FIELDS = [
 ]
 
 
-def _widgets() -> Any:
-    try:
-        import ipywidgets
-    except ImportError as exc:  # pragma: no cover - ipywidgets is a dependency
-        raise ImportError("replibatch.browse needs ipywidgets: pip install ipywidgets") from exc
-    return ipywidgets
-
-
-def _sorted_choices(keys: list[Any]) -> list[Any]:
-    distinct = list(dict.fromkeys(keys))
-    present = [k for k in distinct if k is not None]
-    try:
-        present = sorted(present)
-    except TypeError:
-        pass  # mixed types: keep the order they first appear in
-    return present + ([None] if None in distinct else [])
-
-
-def _display(value: Any) -> str:
-    """Plain text for a cell: file names rather than reprs, ``40`` rather than ``40.0``."""
-    if is_missing(value):
-        return "—"
-    if isinstance(value, float):  # also numpy floats; ints became floats in a concat with NaN
-        if math.isfinite(value) and value.is_integer() and abs(value) < 1e15:
-            return str(int(value))
-        return str(value)
-    if isinstance(value, os.PathLike) or hasattr(value, "path"):
-        return Path(str(getattr(value, "path", value))).name or str(value)
-    if isinstance(value, str):
-        path = local_path(value)
-        return path.name if path is not None else value
-    if isinstance(value, (list, tuple)):
-        return ", ".join(_display(item) for item in value)
-    return str(value)
-
-
-def _preview(value: Any, width: int = 60) -> str:
-    text = " ".join(_display(value).split())
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def _preview_ends(value: Any, width: int = 48) -> str:
-    """Like `_preview`, but a long text keeps its start and its end (prompts often differ only
-    near the end: "Describe image 17 ..." vs "... image 71"), with an ellipsis in the middle."""
-    text = " ".join(_display(value).split())
-    if len(text) <= width:
-        return text
-    head = (width - 1) * 3 // 5
-    return text[:head] + "…" + text[len(text) - (width - 1 - head):]
-
-
-def _format_field(name: str, value: Any) -> str:
-    if is_missing(value):
-        return "—"
-    if name in ("latency_s", "queue_s", "predict_s", "time_to_first_token"):
-        number = float(value)
-        return format_seconds(number) if math.isfinite(number) else "—"
-    if name == "cost_usd":
-        number = float(value)
-        return format_usd(number) if math.isfinite(number) else "—"
-    return _display(value)
-
-
 class Browser:
     """The state and widgets of one browser; `widget` is what a notebook displays.
 
@@ -138,7 +76,7 @@ class Browser:
             raise ConfigurationError(f"browse() needs a DataFrame, got {type(res).__name__}")
         if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
             raise ConfigurationError(f"page_size must be an int >= 1, got {page_size!r}")
-        widgets = _widgets()
+        widgets = ipywidgets()
         self.res = res
         self.page_size = page_size
         self.page = 0
@@ -150,7 +88,7 @@ class Browser:
         self.parameters = [c for c in res.columns if c not in RESULT_COLUMNS and c not in self.scores]
         # Row labels name only what tells rows apart: parameters with more than one value.
         self.varying = [
-            c for c in self.parameters if res[c].map(_key_part).nunique(dropna=False) > 1
+            c for c in self.parameters if res[c].map(key_part).nunique(dropna=False) > 1
         ]
         self.index_column = "prompt" if "prompt" in res.columns else (
             self.parameters[0] if self.parameters else None
@@ -163,13 +101,13 @@ class Browser:
         for column in [*self.parameters, "model", "status"]:
             if column not in res.columns or column in self.filters:
                 continue
-            keys = [_key_part(v) for v in res[column].tolist()]
-            choices = _sorted_choices(keys)
+            keys = [key_part(v) for v in res[column].tolist()]
+            choices = sorted_choices(keys)
             if not 2 <= len(choices) <= MAX_CHOICES:
                 continue  # one value filters nothing; hundreds make an unusable dropdown
             counts = pd.Series(keys, dtype=object).value_counts(dropna=False)
             options = [("(all)", ALL)] + [
-                (f"{_preview_ends(choice, 48)} ({counts.get(choice, 0)})", i)
+                (f"{preview_ends(choice, 48)} ({counts.get(choice, 0)})", i)
                 for i, choice in enumerate(choices)
             ]
             dropdown = widgets.Dropdown(
@@ -217,7 +155,7 @@ class Browser:
         self.detail = widgets.HTML()
         # Thumbs / stars / best for the selected row, saved by cache key (rating_widgets.py).
         self.rating = RatingControls(res)
-        self.widget = _BrowserBox(
+        self.widget = BrowserBox(
             [
                 widgets.HBox(
                     [self.search, *self.filters.values()],
@@ -242,7 +180,7 @@ class Browser:
 
         Raises KeyError when `column` has no filter, ValueError when `value` is not among its choices.
         """
-        key = _key_part(value)
+        key = key_part(value)
         self.filters[column].value = self.choices[column].index(key)
 
     def clear_filters(self) -> None:
@@ -334,7 +272,7 @@ class Browser:
     def _searchable(self, position: int) -> str:
         row = self.res.iloc[position]
         names = [*self.parameters, "output", "error", "model"]
-        return " ".join(_display(row[n]) for n in names if n in row.index).casefold()
+        return " ".join(display(row[n]) for n in names if n in row.index).casefold()
 
     def _row_label(self, position: int) -> str:
         """``#index · status · model · <varying parameters> · output``: the prompt (long text)
@@ -342,17 +280,17 @@ class Browser:
         row = self.res.iloc[position]
         parts = [f"#{self.res.index[position]}"]
         if "status" in row.index and row["status"] != "succeeded":
-            parts.append(_preview(row["status"], 20))
+            parts.append(preview(row["status"], 20))
         if "model" in row.index and self.res["model"].nunique() > 1:
-            parts.append(_preview(row["model"], 36))
+            parts.append(preview(row["model"], 36))
         for name in self.varying:
             if is_missing(row[name]):
                 continue  # a parameter this row does not use (text rows in an image sweep)
             width = 70 if name == self.index_column else 24
-            value = _preview(row[name], width)
+            value = preview(row[name], width)
             parts.append(value if name == self.index_column else f"{name}={value}")
         if "output" in row.index:
-            parts.append(_preview(row["output"], 50))
+            parts.append(preview(row["output"], 50))
         return " · ".join(parts)
 
     @property
@@ -365,11 +303,11 @@ class Browser:
         parameter), as a comparison."""
         if self.index_column is None:
             return self.row_html(position)
-        key = _key_part(self.res.iloc[position][self.index_column])
-        same = self.res[self.res[self.index_column].map(_key_part) == key]
+        key = key_part(self.res.iloc[position][self.index_column])
+        same = self.res[self.res[self.index_column].map(key_part) == key]
         # One column per model; other parameters that differ label the rows inside each cell.
         varying = [c for c in ["model", *self.varying] if c in same.columns and c != self.index_column
-                   and same[c].map(_key_part).nunique(dropna=False) > 1]
+                   and same[c].map(key_part).nunique(dropna=False) > 1]
         columns = varying[:1]
         view = compare(same, index=self.index_column, columns=columns or None,
                        max_text=None, max_px=None if self.full_size.value else min(self.max_px or 384, 384))
@@ -384,7 +322,7 @@ class Browser:
         def table(names: list[str]) -> str:
             cells = "".join(
                 f'<tr><th scope="row">{esc(str(name))}</th>'
-                f"<td>{esc(_format_field(name, row[name]))}</td></tr>"
+                f"<td>{esc(format_field(name, row[name]))}</td></tr>"
                 for name in names
             )
             return f'<table class="rb-fields">{cells}</table>'
@@ -401,49 +339,6 @@ class Browser:
             + (f"<b>scores</b>{table(self.scores)}" if self.scores else "")
             + f"<b>result</b>{table(results)}</div></div></div>"
         )
-
-
-class _BrowserBox(_widgets().VBox):  # type: ignore[misc]
-    """The browser's VBox, shown with a note that it needs a live kernel, visible only where the
-    widget itself does not render.
-
-    Front ends pick the widget's view over any fallback in its own bundle (nbconvert too), so the
-    note is a separate HTML output placed before the widget, hidden by CSS (``:has``) when the
-    same output area holds the rendered widget (class ``rb-browser``). An exported notebook, or a
-    saved one opened without its widget state, shows the note; a live notebook shows the widget.
-    (A notebook saved *with* widget state still draws the controls; they do nothing.)
-    """
-
-    def _note(self) -> str:
-        browser = getattr(self, "_replibatch_browser", None)
-        rows = len(browser.res) if browser is not None else 0
-        return (
-            f"replibatch browser over {rows:,} rows: interactive, it needs a live kernel. "
-            "Run the cell again to use it (rb.compare(res) gives a static view)."
-        )
-
-    def note_html(self) -> str:
-        """The stand-alone note (HTML with its own hiding rule)."""
-        return (
-            "<style>.jp-OutputArea:has(.rb-browser) .rb-needs-kernel, "
-            ".output:has(.rb-browser) .rb-needs-kernel { display: none; }</style>"
-            f'<style>{CSS}</style><div class="rb-root rb-needs-kernel"><p class="rb-caption">'
-            f"{html.escape(self._note())}</p></div>"
-        )
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        bundle = super()._repr_mimebundle_(**kwargs)
-        data = bundle[0] if isinstance(bundle, tuple) else bundle
-        if isinstance(data, dict):
-            data["text/plain"] = self._note()
-            data["text/html"] = self.note_html()
-        return bundle
-
-    def _ipython_display_(self, **kwargs: Any) -> None:
-        from IPython.display import HTML, display
-
-        display(HTML(self.note_html()))
-        display(self._repr_mimebundle_(), raw=True)
 
 
 def browse(res: pd.DataFrame, *, page_size: int = 10, max_px: int | None = DEFAULT_MAX_PX) -> Any:

@@ -1,110 +1,35 @@
-"""Side-by-side comparison of results: a pivot that renders as a self-contained HTML table."""
+"""Side-by-side comparison of results: a pivot that renders as a self-contained HTML table.
+
+The grouping (which rows land in which cell, labels, footer figures, identical outputs) is
+`replibatch._view.pivot.Pivot`, without HTML; this module draws it. Each row in a cell is drawn
+by `replibatch._view.rowhtml.row_item`, as the report's cards are.
+"""
 
 from __future__ import annotations
 
 import html
 import math
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from replibatch._table.frame import ADDED_COLUMNS
-from replibatch._table.summary import format_usd  # the one USD formatter (also imported from here by others)
-from replibatch._view.media import CSS, MediaRenderer, is_missing
+from replibatch._table.summary import format_usd
+from replibatch._view.formats import format_seconds, shorten_versions
+from replibatch._view.media import CSS, MediaRenderer
+from replibatch._view.pivot import (
+    ColumnStats,
+    Pivot,
+    as_columns,
+    column_label,
+    key_label,
+    whole_number_columns,
+)
+from replibatch._view.rowhtml import param_badge, row_badges, row_item, same_badge
 from replibatch._view.theme import PAGE_CSS
 from replibatch.errors import ConfigurationError
 
 __all__ = ["ColumnStats", "Comparison", "column_label", "compare"]
-
-# Columns the run adds; anything else is a parameter the user chose.
-RESULT_COLUMNS = ADDED_COLUMNS
-
-Key = tuple[Any, ...]
-
-
-def _as_list(name: str, value: str | Sequence[str] | None) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [value]
-    columns = list(value)
-    if not columns:
-        raise ConfigurationError(f"{name} must name at least one column")
-    return columns
-
-
-def _key_part(value: Any) -> Any:
-    """A hashable, NaN-safe stand-in for a cell value used as a group key."""
-    if is_missing(value):
-        return None
-    try:
-        hash(value)
-    except TypeError:
-        return repr(value)
-    return value
-
-
-_VERSION_HASH = re.compile(r"(?<=:)([0-9a-f]{8})[0-9a-f]{56}\b")
-
-
-def _shorten_versions(text: str) -> str:
-    """``owner/name:<64 hex>`` -> ``owner/name:<8 hex>…`` (the full label stays in a tooltip)."""
-    return _VERSION_HASH.sub(r"\1…", text)
-
-
-def _text(part: Any, whole: bool = False) -> str:
-    """A key part as text: ``—`` for missing; with `whole` (a column of whole numbers that pandas
-    made float because other rows lack it) ``4`` rather than ``4.0``; else ``str``."""
-    if part is None:
-        return "—"
-    if whole and isinstance(part, float) and part.is_integer() and abs(part) < 1e15:
-        return str(int(part))
-    return str(part)
-
-
-def whole_number_columns(res: pd.DataFrame, names: Sequence[str]) -> set[str]:
-    """The float columns among `names` whose known values are all whole numbers."""
-    found = set()
-    for name in names:
-        if name in res.columns and pd.api.types.is_float_dtype(res[name]):
-            known = res[name].dropna()
-            if len(known) and bool((known == known.round()).all()):
-                found.add(name)
-    return found
-
-
-def _label(key: Key, names: Sequence[str] = (), whole: set[str] | None = None) -> str:
-    whole = whole or set()
-    return " · ".join(
-        _text(part, i < len(names) and names[i] in whole) for i, part in enumerate(key)
-    )
-
-
-def column_label(names: Sequence[str], key: Key, whole: set[str] | None = None) -> str:
-    """A column header: ``name=value`` per part, so a parameter keeps its name (``temperature=0.7``);
-    the model and internal columns (names starting ``__``) show their value alone."""
-    parts = []
-    for name, part in zip(names, key, strict=False):
-        value = _text(part, name in (whole or set()))
-        plain = name == "model" or str(name).startswith("__")
-        parts.append(value if plain else f"{name}={value}")
-    return " · ".join(parts)
-
-
-def _same_key(value: Any) -> Any:
-    """What two outputs must share to count as identical (file outputs: the content-addressed path)."""
-    if is_missing(value):
-        return None
-    if isinstance(value, (list, tuple)):
-        return tuple(str(v) for v in value)
-    if isinstance(value, (dict, set)):
-        return repr(value)
-    return _key_part(value)
 
 
 class Comparison:
@@ -128,7 +53,8 @@ class Comparison:
         max_height: str = "75vh",
         footer: bool = True,
     ) -> None:
-        self._res = res.reset_index(drop=True)
+        self._pivot = Pivot.of(res, index=index, columns=columns, values=values, sort=sort)
+        self._res = self._pivot.res
         self._footer = footer
         self._max_height = max_height
         self._index = index
@@ -136,28 +62,10 @@ class Comparison:
         self._values = values
         self._badges = badges
         self._renderer = MediaRenderer(max_text=max_text, max_px=max_px, grid=True)
-        self.cells, self.row_keys, self.column_keys = _group(self._res, index, columns)
-        if sort is not None:
-            self.row_keys = _sorted_rows(self._res, self.cells, self.row_keys, self.column_keys, sort)
-        self.frame = self._build_frame()
-
-    def _build_frame(self) -> pd.DataFrame:
-        rows = _make_index(self.row_keys, self._index)
-        if self._columns:
-            cols = _make_index(self.column_keys, self._columns)
-        else:
-            cols = pd.Index([self._values], dtype=object)
-        empty = np.full((len(rows), len(cols)), None, dtype=object)
-        frame = pd.DataFrame(empty, index=rows, columns=cols, dtype=object)
-        row_at = {key: position for position, key in enumerate(self.row_keys)}
-        col_at = {key: position for position, key in enumerate(self.column_keys)}
-        values = self._res[self._values]
-        for (row_key, col_key), positions in self.cells.items():
-            cell = values.iloc[positions]
-            frame.iat[row_at[row_key], col_at[col_key]] = (
-                cell.iat[0] if len(positions) == 1 else tuple(cell)
-            )
-        return frame
+        self.cells = self._pivot.cells
+        self.row_keys = self._pivot.row_keys
+        self.column_keys = self._pivot.column_keys
+        self.frame = self._pivot.frame()
 
     def __repr__(self) -> str:
         return (
@@ -170,31 +78,11 @@ class Comparison:
 
     def column_labels(self) -> list[str]:
         """The header of each value column, in order (``name=value`` for parameters)."""
-        if not self._columns:
-            return [self._values]
-        whole = whole_number_columns(self._res, self._columns)
-        return [column_label(self._columns, key, whole) for key in self.column_keys]
+        return self._pivot.column_labels()
 
     def footer(self) -> list[ColumnStats]:
         """Per value column: rows, failures, mean cost and median latency of the rows in it."""
-        stats = []
-        cost = _numbers(self._res, "cost_usd")
-        latency = _numbers(self._res, "latency_s")
-        status = self._res["status"] if "status" in self._res.columns else None
-        for col_key in self.column_keys:
-            positions = [p for (_, c), ps in self.cells.items() if c == col_key for p in ps]
-            mine_cost = cost.iloc[positions].dropna()
-            mine_latency = latency.iloc[positions].dropna()
-            failed = 0 if status is None else int((status.iloc[positions] != "succeeded").sum())
-            stats.append(
-                ColumnStats(
-                    rows=len(positions),
-                    failed=failed,
-                    mean_cost_usd=float(mine_cost.mean()) if len(mine_cost) else math.nan,
-                    p50_latency_s=float(mine_latency.median()) if len(mine_latency) else math.nan,
-                )
-            )
-        return stats
+        return self._pivot.footer()
 
     def to_html(self, path: str | Path | None = None) -> str:
         """A complete, self-contained HTML page (media embedded); also written to `path` if given.
@@ -216,16 +104,16 @@ class Comparison:
         head = "".join(f'<th scope="col">{esc(name)}</th>' for name in self._index)
         labels = self.column_labels()
         for label in labels:
-            head += f'<th scope="col" title="{esc(label)}">{esc(_shorten_versions(label))}</th>'
+            head += f'<th scope="col" title="{esc(label)}">{esc(shorten_versions(label))}</th>'
 
         whole = whole_number_columns(self._res, self._index)
         body = []
         for row_key in self.row_keys:
             cells = "".join(
-                f'<th scope="row">{self._renderer.render_text(_label((part,), (name,), whole))}</th>'
+                f'<th scope="row">{self._renderer.render_text(key_label((part,), (name,), whole))}</th>'
                 for name, part in zip(self._index, row_key, strict=False)
             )
-            same = self._identical(row_key, labels)
+            same = self._pivot.identical(row_key, labels)
             for col_key, label in zip(self.column_keys, labels, strict=False):
                 positions = self.cells.get((row_key, col_key), [])
                 cells += f"<td>{self._cell_html(positions, same.get(label, []))}</td>"
@@ -249,59 +137,19 @@ class Comparison:
             f"{foot}</table></div></div>"
         )
 
-    def _identical(self, row_key: Key, labels: list[str]) -> dict[str, list[str]]:
-        """For each column of this row, the other columns whose single output is the same."""
-        if len(self.column_keys) < 2 or self._values not in self._res.columns:
-            return {}
-        values = self._res[self._values]
-        status = self._res["status"] if "status" in self._res.columns else None
-        groups: dict[Any, list[str]] = {}
-        for col_key, label in zip(self.column_keys, labels, strict=False):
-            positions = self.cells.get((row_key, col_key), [])
-            if len(positions) != 1:
-                continue  # several samples in a cell: "the same" would be ambiguous
-            if status is not None and status.iat[positions[0]] != "succeeded":
-                continue
-            key = _same_key(values.iat[positions[0]])
-            if key is not None:
-                groups.setdefault(key, []).append(label)
-        same: dict[str, list[str]] = {}
-        for members in groups.values():
-            if len(members) > 1:
-                for label in members:
-                    same[label] = [other for other in members if other != label]
-        return same
-
     def _cell_html(self, positions: list[int], same_as: Sequence[str] = ()) -> str:
         if not positions:
             return '<span class="rb-none">—</span>'
-        rows = self._res.iloc[positions]
-        varying = _varying_parameters(rows, exclude={*self._index, *self._columns, self._values})
+        varying = self._pivot.varying_parameters(positions)
         items = []
-        for _, row in rows.iterrows():
-            parts = [self._renderer.render(row[self._values])]
-            error = row.get("error")
-            if row.get("status", "succeeded") != "succeeded" and not is_missing(error):
-                parts.append(f'<div class="rb-error">{html.escape(str(error)[:500])}</div>')
-            badges = [_param_badge(name, row[name]) for name in varying]
+        for _, row in self._res.iloc[positions].iterrows():
+            badges = [param_badge(name, row[name]) for name in varying]
             if self._badges:
-                badges += _row_badges(row)
+                badges += row_badges(row)
             if same_as:
-                badges.append(_same_badge(same_as))
-            if badges:
-                parts.append(f'<div class="rb-badges">{"".join(badges)}</div>')
-            items.append(f'<div class="rb-item">{"".join(parts)}</div>')
+                badges.append(same_badge(same_as))
+            items.append(row_item(self._renderer, row, self._values, badges))
         return "".join(items)
-
-
-@dataclass(frozen=True)
-class ColumnStats:
-    """The footer figures of one comparison column (NaN where no row has the figure)."""
-
-    rows: int
-    failed: int
-    mean_cost_usd: float
-    p50_latency_s: float
 
 
 def _footer_html(stats: ColumnStats) -> str:
@@ -316,126 +164,6 @@ def _footer_html(stats: ColumnStats) -> str:
         f"<div>{parts[0]}</div><div>{parts[1]}</div><div{bad}>{html.escape(parts[2])}</div>"
     )
 
-
-def _same_badge(others: Sequence[str]) -> str:
-    names = [_shorten_versions(o) for o in others]
-    text = f"same as {names[0]}" if len(names) == 1 else f"same as {len(names)} others"
-    title = "identical output in: " + ", ".join(others)
-    return (
-        f'<span class="rb-badge rb-same" title="{html.escape(title)}">{html.escape(text[:60])}</span>'
-    )
-
-
-def _numbers(res: pd.DataFrame, column: str) -> pd.Series:
-    if column not in res.columns:
-        return pd.Series(math.nan, index=res.index, dtype=float)
-    return pd.to_numeric(res[column], errors="coerce").astype(float)
-
-
-def _sorted_rows(
-    res: pd.DataFrame,
-    cells: dict[tuple[Key, Key], list[int]],
-    row_keys: list[Key],
-    column_keys: list[Key],
-    sort: str,
-) -> list[Key]:
-    """Row keys ordered by the mean of metric `sort` over each row's cells (``-name``: descending).
-
-    Rows without the figure go last. Raises ConfigurationError when the column is missing or
-    not numeric.
-    """
-    descending = sort.startswith("-")
-    name = sort[1:] if descending else sort
-    if name not in res.columns:
-        raise ConfigurationError(f"sort column {name!r} is not in the result frame")
-    metric = _numbers(res, name)
-    if metric.isna().all() and not res[name].isna().all():
-        raise ConfigurationError(f"sort column {name!r} is not numeric")
-
-    def mean(row_key: Key) -> float:
-        positions = [p for c in column_keys for p in cells.get((row_key, c), [])]
-        found = metric.iloc[positions].dropna()
-        return float(found.mean()) if len(found) else math.nan
-
-    figures = {key: mean(key) for key in row_keys}
-    known = [k for k in row_keys if not math.isnan(figures[k])]
-    unknown = [k for k in row_keys if math.isnan(figures[k])]
-    known.sort(key=lambda k: figures[k], reverse=descending)  # stable: ties keep frame order
-    return known + unknown
-
-
-def _group(
-    res: pd.DataFrame, index: list[str], columns: list[str]
-) -> tuple[dict[tuple[Key, Key], list[int]], list[Key], list[Key]]:
-    """Row positions per (row key, column key), and both key lists in order of first appearance."""
-    cells: dict[tuple[Key, Key], list[int]] = {}
-    row_keys: dict[Key, None] = {}
-    column_keys: dict[Key, None] = {}
-    index_values = [res[name].tolist() for name in index]
-    column_values = [res[name].tolist() for name in columns]
-    for position in range(len(res)):
-        row_key = tuple(_key_part(values[position]) for values in index_values)
-        col_key = tuple(_key_part(values[position]) for values in column_values)
-        row_keys.setdefault(row_key, None)
-        column_keys.setdefault(col_key, None)
-        cells.setdefault((row_key, col_key), []).append(position)
-    return cells, list(row_keys), list(column_keys)
-
-
-def _make_index(keys: list[Key], names: list[str]) -> pd.Index:
-    if len(names) == 1:
-        return pd.Index([key[0] if key else None for key in keys], name=names[0], dtype=object)
-    return pd.MultiIndex.from_tuples(keys, names=names)
-
-
-def _varying_parameters(rows: pd.DataFrame, *, exclude: set[str]) -> list[str]:
-    """Parameter columns whose values differ between the rows sharing one cell."""
-    if len(rows) < 2:
-        return []
-    return [
-        name
-        for name in rows.columns
-        if name not in RESULT_COLUMNS
-        and name not in exclude
-        and len({_key_part(v) for v in rows[name]}) > 1
-    ]
-
-
-def _param_badge(name: str, value: Any) -> str:
-    return f'<span class="rb-badge rb-param">{html.escape(f"{name}={value}")}</span>'
-
-
-def finite_number(value: Any) -> float | None:
-    """`value` as a finite float, or None (NaN, None, text)."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
-def format_seconds(seconds: float) -> str:
-    """3 significant digits, e.g. ``0.412 s``, ``3.21 s``, ``41.2 s``."""
-    return f"{seconds:.3g} s" if seconds < 1000 else f"{seconds:,.0f} s"
-
-
-def _row_badges(row: pd.Series) -> list[str]:
-    badges = []
-    status = row.get("status")
-    if isinstance(status, str) and status != "succeeded":
-        badges.append(f'<span class="rb-badge rb-bad">{html.escape(status)}</span>')
-    latency = finite_number(row.get("latency_s"))
-    if latency is not None:
-        badges.append(f'<span class="rb-badge" title="latency">{format_seconds(latency)}</span>')
-    cost = finite_number(row.get("cost_usd"))
-    if cost is not None:
-        basis = row.get("cost_basis")
-        title = html.escape(str(basis)) if isinstance(basis, str) else "estimated cost"
-        badges.append(f'<span class="rb-badge" title="{title}">{format_usd(cost)}</span>')
-    cached = row.get("cached")
-    if not is_missing(cached) and bool(cached):
-        badges.append('<span class="rb-badge rb-cached">cached</span>')
-    return badges
 
 
 def compare(
@@ -473,10 +201,10 @@ def compare(
     """
     if not isinstance(res, pd.DataFrame):
         raise ConfigurationError(f"compare() needs a DataFrame, got {type(res).__name__}")
-    index_columns = _as_list("index", index)
+    index_columns = as_columns("index", index)
     if not index_columns:
         raise ConfigurationError("index must name at least one column")
-    column_columns = _as_list("columns", columns)
+    column_columns = as_columns("columns", columns)
     for name in [*index_columns, *column_columns, values]:
         if name not in res.columns:
             raise ConfigurationError(

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from replibatch._evaluate.leaderboard import Leaderboard, leaderboard
+from replibatch._view.plotaxes import new_axes
+from replibatch._view.plotlabels import short_label
 from replibatch.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -50,15 +52,13 @@ def score_vs_cost(
     `Leaderboard`. Returns the Axes. Raises ConfigurationError (a ValueError) when no group has
     both a score and a cost, or for what `leaderboard` refuses.
     """
-    from replibatch.plot import _axes, short_label
-
     board = (data if isinstance(data, Leaderboard)
              else leaderboard(data, by=by, score=score, **leaderboard_options))
     frame = board.frame
     known = frame.dropna(subset=["score", "cost_per_row"])
     if known.empty:
         raise ConfigurationError("no group has both a score and a cost to plot (score the frame first)")
-    ax = _axes(ax, (6.4, 4.4))
+    ax = new_axes(ax, (6.4, 4.4))
     front = pareto_front(known)
     middle = (known["cost_per_row"].min() + known["cost_per_row"].max()) / 2
     for label, row in known.iterrows():

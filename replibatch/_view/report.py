@@ -24,13 +24,16 @@ from typing import Any
 
 import pandas as pd
 
-from replibatch import plot
 from replibatch._store.atomic import atomic_write
 from replibatch._table.frame import ADDED_COLUMNS, MODEL_COLUMN, SAMPLE_COLUMN, TIMELINE_COLUMNS
 from replibatch._table.summary import format_summary, format_usd, summarize
-from replibatch._view.compare import compare, finite_number, format_seconds
+from replibatch._view import plots
+from replibatch._view.compare import compare
+from replibatch._view.formats import format_seconds
 from replibatch._view.media import CSS as MEDIA_CSS
-from replibatch._view.media import MediaRenderer, is_missing
+from replibatch._view.media import MediaRenderer
+from replibatch._view.plotstats import timeline_spans
+from replibatch._view.rowhtml import row_badges, row_item
 from replibatch._view.theme import PAGE_CSS
 from replibatch.errors import ConfigurationError
 
@@ -205,22 +208,22 @@ def _plots_section(res: pd.DataFrame, parameters: Sequence[str]) -> str:
     wanted: list[tuple[str, Callable[[Any], Any], tuple[float, float]]] = []
     wide = {"timeline"}
     if "latency_s" in res.columns and x in res.columns:
-        wanted.append(("latency", lambda ax: plot.latency(res, x=x, ax=ax), (6.4, 4.2)))
+        wanted.append(("latency", lambda ax: plots.latency(res, x=x, ax=ax), (6.4, 4.2)))
     if "cost_usd" in res.columns and x in res.columns:
-        wanted.append(("cost", lambda ax: plot.cost(res, x=x, ax=ax), (6.4, 4.2)))
+        wanted.append(("cost", lambda ax: plots.cost(res, x=x, ax=ax), (6.4, 4.2)))
     if {"latency_s", "cost_usd"} <= set(res.columns):
         wanted.append(
-            ("cost vs latency", lambda ax: plot.cost_vs_latency(res, hue=hue, ax=ax), (6.4, 4.2))
+            ("cost vs latency", lambda ax: plots.cost_vs_latency(res, hue=hue, ax=ax), (6.4, 4.2))
         )
     if len(numeric) >= 2:
         a, b = numeric[0], numeric[1]
         wanted.append(
-            ("heatmap", lambda ax: plot.heatmap(res, x=a, y=b, value="latency_s", ax=ax), (6.4, 4.2))
+            ("heatmap", lambda ax: plots.heatmap(res, x=a, y=b, value="latency_s", ax=ax), (6.4, 4.2))
         )
     # Only predictions run now have a place in time; an all-cached run has no timeline.
-    if set(TIMELINE_COLUMNS) <= set(res.columns) and len(plot.timeline_spans(res)):
+    if set(TIMELINE_COLUMNS) <= set(res.columns) and len(timeline_spans(res)):
         height = min(9.0, max(3.0, 0.05 * len(res) + 2.0))
-        wanted.append(("timeline", lambda ax: plot.timeline(res, ax=ax), (13.0, height)))
+        wanted.append(("timeline", lambda ax: plots.timeline(res, ax=ax), (13.0, height)))
 
     figures, skipped = [], []
     for name, draw, size in wanted:
@@ -332,30 +335,11 @@ def _cards(res: pd.DataFrame, index: str) -> str:
     renderer = MediaRenderer(max_text=600, max_px=384)
     cards = []
     for _, row in res.iterrows():
-        parts = [
-            f'<div class="rb-card-title">{html.escape(str(row[index]))}</div>',
-            renderer.render(row.get("output")),
-        ]
-        status = row.get("status")
-        if status != "succeeded":
-            error = row.get("error")
-            reason = f"{status}: {error}" if not is_missing(error) else str(status)
-            parts.append(f'<div class="rb-error">{html.escape(reason[:500])}</div>')
-        badges = [html.escape(str(row[MODEL_COLUMN]))] if MODEL_COLUMN in res.columns else []
-        latency = finite_number(row.get("latency_s"))
-        if latency is not None:
-            badges.append(format_seconds(latency))
-        cost = finite_number(row.get("cost_usd"))
-        if cost is not None:
-            badges.append(format_usd(cost))
-        if not is_missing(row.get("cached")) and bool(row.get("cached")):
-            badges.append("cached")
-        parts.append(
-            '<div class="rb-badges">'
-            + "".join(f'<span class="rb-badge">{badge}</span>' for badge in badges)
-            + "</div>"
-        )
-        cards.append(f'<div class="rb-card">{"".join(parts)}</div>')
+        title = f'<div class="rb-card-title">{html.escape(str(row[index]))}</div>'
+        # The status leads the error line, so the badges name the model instead.
+        item = row_item(renderer, row, "output", row_badges(row, model=True, status=False),
+                        status_in_error=True)
+        cards.append(f'<div class="rb-card">{title}{item}</div>')
     return (f'<style>{MEDIA_CSS}</style>'
             f'<div class="rb-root"><div class="rb-cards">{"".join(cards)}</div></div>')
 

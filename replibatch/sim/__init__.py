@@ -10,6 +10,12 @@ or deployment; get, cancel, list; models, versions, deployments; files; hardware
 streams), with auth, rate limits, ``Prefer: wait``, expiring outputs, injectable faults and
 counters. Demo models: ``replibatch/tiny-llama``, ``replibatch/pixel-diffusion``,
 ``replibatch/official-chat`` and deployment ``replibatch/tiny-llama-prod``.
+
+This package's ``__all__`` is its API; its modules are the implementation: ``server`` (the
+server's thread), ``app`` (the pieces put together), ``context`` (their shared state), ``gate``
+(auth, credit, rate limits, faults), ``predictions`` and ``lifecycle`` (the routes and the life
+of a prediction), ``catalog`` / ``files`` / ``streams`` / ``delivery`` (the other routes),
+``trainings`` (trainings), ``models`` / ``cog`` / ``judges`` / ``trainers`` (the demo models).
 """
 
 from __future__ import annotations
@@ -17,7 +23,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from replibatch.sim.cog import BasePredictor, FileInput, Input, OutputFile
-from replibatch.sim.faults import SimOptions, credit_pairs
+from replibatch.sim.faults import SimOptions
+from replibatch.sim.faults import credit_pairs as _credit_pairs
 from replibatch.sim.models import (
     HARDWARE,
     SimDeployment,
@@ -25,7 +32,8 @@ from replibatch.sim.models import (
     default_deployments,
     default_models,
 )
-from replibatch.sim.ratelimit import ACCOUNTS, account_options
+from replibatch.sim.ratelimit import ACCOUNTS
+from replibatch.sim.ratelimit import account_options as _account_options
 from replibatch.sim.server import SimServer
 from replibatch.sim.state import Stats
 
@@ -178,8 +186,8 @@ def serve(
     rates: dict[str, float | None] = {"create_rate": create_rate, "create_burst": create_burst,
                                       "read_rate": read_rate, "read_burst": read_burst}
     if account is not None:
-        preset = account_options(account)
-        defaults = account_options("default")
+        preset = _account_options(account)
+        defaults = _account_options("default")
         clashing = sorted(k for k, v in rates.items() if v != defaults[k])
         if clashing:
             raise ValueError(f"account={account!r} sets the rate limits; do not also give "
@@ -187,7 +195,7 @@ def serve(
         rates = preset
     options = SimOptions(
         api_tokens=frozenset(api_tokens) if api_tokens is not None else None,
-        credit=credit_pairs(credit) if credit is not None else None,
+        credit=_credit_pairs(credit) if credit is not None else None,
         separate_accounts=separate_accounts,
         create_rate=rates["create_rate"],
         create_burst=rates["create_burst"],

@@ -1,4 +1,4 @@
-"""Models, versions, deployments, hardware and account routes of the simulator (a mixin)."""
+"""Models, versions, deployments, hardware and account routes of the simulator."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from replibatch.sim.models import HARDWARE, ModelRegistry, SimModel
+from replibatch.sim.context import PredictionBook, SimContext
+from replibatch.sim.models import HARDWARE, SimModel
 from replibatch.sim.responses import json_response as _json
 from replibatch.sim.responses import problem
 
@@ -17,12 +18,22 @@ __all__ = ["CatalogRoutes"]
 
 
 class CatalogRoutes:
-    """Read-only routes about what the simulator hosts; the app provides the state below."""
+    """Read-only routes about what the simulator hosts: ``ctx.registry``, the run counts of
+    `book`, and the models `trainings` created."""
 
-    registry: ModelRegistry
-    base_url: str
-    runs: dict[str, int]
-    trainings: TrainingService
+    def __init__(self, ctx: SimContext, book: PredictionBook, trainings: TrainingService) -> None:
+        self.ctx = ctx
+        self.book = book
+        self.trainings = trainings
+
+    def add_routes(self, router: web.UrlDispatcher) -> None:
+        router.add_get("/v1/models", self.list_models)
+        router.add_get("/v1/models/{owner}/{name}", self.get_model)
+        router.add_get("/v1/models/{owner}/{name}/versions", self.list_versions)
+        router.add_get("/v1/models/{owner}/{name}/versions/{version_id}", self.get_version)
+        router.add_get("/v1/deployments/{owner}/{name}", self.get_deployment)
+        router.add_get("/v1/hardware", self.list_hardware)
+        router.add_get("/v1/account", self.get_account)
 
     def _version_json(self, model: SimModel) -> dict[str, Any]:
         return {"id": model.version_id, "created_at": model.created_at,
@@ -30,7 +41,7 @@ class CatalogRoutes:
 
     def _model_json(self, model: SimModel) -> dict[str, Any]:
         return {
-            "url": f"{self.base_url}/{model.ref}",
+            "url": f"{self.ctx.base_url}/{model.ref}",
             "owner": model.owner,
             "name": model.name,
             "description": model.description or None,
@@ -39,17 +50,17 @@ class CatalogRoutes:
             "github_url": None,
             "paper_url": None,
             "license_url": None,
-            "run_count": self.runs.get(model.ref, 0),
+            "run_count": self.book.runs.get(model.ref, 0),
             "cover_image_url": None,
             "default_example": None,
             "latest_version": None if model.official else self._version_json(model),
         }
 
     def _model(self, request: web.Request) -> SimModel | None:
-        return self.registry.models.get(f"{request.match_info['owner']}/{request.match_info['name']}")
+        return self.ctx.registry.models.get(f"{request.match_info['owner']}/{request.match_info['name']}")
 
     async def list_models(self, request: web.Request) -> web.StreamResponse:
-        results = [self._model_json(m) for m in self.registry.models.values()]
+        results = [self._model_json(m) for m in self.ctx.registry.models.values()]
         return _json({"next": None, "previous": None, "results": results})
 
     async def get_model(self, request: web.Request) -> web.StreamResponse:
@@ -68,12 +79,12 @@ class CatalogRoutes:
         if model is None:
             return problem(404, "Not found", "Model not found")
         # Newest first; a trained model has one version per training that pushed to it.
-        versions = [m for m in self.registry.by_version.values() if m.ref == model.ref]
+        versions = [m for m in self.ctx.registry.by_version.values() if m.ref == model.ref]
         results = [] if model.official else [self._version_json(m) for m in reversed(versions)]
         return _json({"next": None, "previous": None, "results": results})
 
     async def get_version(self, request: web.Request) -> web.StreamResponse:
-        model = self.registry.by_version.get(request.match_info["version_id"])
+        model = self.ctx.registry.by_version.get(request.match_info["version_id"])
         ref = f"{request.match_info['owner']}/{request.match_info['name']}"
         if model is None or model.official or model.ref != ref:
             return problem(404, "Not found", "Version not found")
@@ -81,10 +92,10 @@ class CatalogRoutes:
 
     async def get_deployment(self, request: web.Request) -> web.StreamResponse:
         ref = f"{request.match_info['owner']}/{request.match_info['name']}"
-        deployment = self.registry.deployments.get(ref)
+        deployment = self.ctx.registry.deployments.get(ref)
         if deployment is None:
             return problem(404, "Not found", f"Deployment not found: {ref}")
-        model = self.registry.models[deployment.model]
+        model = self.ctx.registry.models[deployment.model]
         return _json({
             "owner": deployment.owner,
             "name": deployment.name,

@@ -1,7 +1,8 @@
 """A prediction's life on the simulator: queue, run the model, stream, finish, cancel, expire.
 
-A mixin of the simulator app: everything here runs on the server's event loop, except the
-model's CPU work (:meth:`Lifecycle._predict`), which runs on a worker thread.
+`Lifecycle` owns the simulator's `PredictionBook`: a prediction enters it through
+:meth:`Lifecycle.start`. Everything here runs on the server's event loop, except the model's CPU
+work (:meth:`Lifecycle._predict`), which runs on a worker thread.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from typing import Any
 from replibatch._spend.cost import PriceTable, cost_of
 from replibatch._store.filestore import decode_data_uri
 from replibatch.sim.cog import FileInput, OutputFile, call_kwargs, materialize
-from replibatch.sim.credit import CreditAccounts
+from replibatch.sim.context import PredictionBook, SimContext
 from replibatch.sim.delivery import Blob, publish_size
-from replibatch.sim.faults import FaultDice, SimOptions
 from replibatch.sim.models import SimModel
-from replibatch.sim.state import Clock, FileRecord, Prediction, Stats
+from replibatch.sim.responses import parse_query_time
+from replibatch.sim.state import Prediction, iso
 
 __all__ = ["Lifecycle"]
 
@@ -28,28 +29,44 @@ _STREAM_TICK = 0.01  # streamed items due within this many seconds are released 
 
 
 class Lifecycle:
-    """Runs predictions; the app provides the state declared here."""
+    """Runs the predictions of one simulator and keeps the book of them."""
 
-    options: SimOptions
-    stats: Stats
-    credit: CreditAccounts
-    clock: Clock
-    dice: FaultDice
-    base_url: str
-    files: dict[str, FileRecord]
-    blobs: dict[str, Blob]
+    def __init__(self, ctx: SimContext) -> None:
+        self.ctx = ctx
+        self.book = PredictionBook()
+
+    def start(self, p: Prediction, cancel_after: float | None) -> None:
+        """Record `p` (created just now) and start running it; with `cancel_after`, its deadline
+        is that many real seconds after creation. Must be called on the server's event loop."""
+        loop = asyncio.get_running_loop()
+        # The time as the API writes it (whole microseconds), so a client's created_after of a
+        # prediction's own created_at excludes exactly that prediction.
+        self.book.add(p, parse_query_time(iso(self.ctx.clock.wall(p.created))))
+        p.task = loop.create_task(self._run(p))
+        if cancel_after is not None:
+            # Real seconds from creation ("The lifetime is measured from when the prediction is
+            # created", parameters_cancel_after_header), like every time the client sees.
+            p.deadline = p.created + cancel_after
+            loop.call_later(cancel_after, self._deadline_reached, p)
+
+    async def stop(self) -> None:
+        """Cancel every running prediction and wait until they have finished."""
+        tasks = [p.task for p in self.book.unfinished() if p.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _run(self, p: Prediction) -> None:
-        o = self.options
+        o = self.ctx.options
         scale = o.time_scale
         try:
-            started = self.clock.now()
+            started = self.ctx.clock.now()
             if o.queue_delay:
                 await asyncio.sleep(o.queue_delay * scale)
                 # Queued for the scheduled time, not until a busy loop woke up (see _model_done).
-                started = min(self.clock.now(), p.created + o.queue_delay * scale)
+                started = min(self.ctx.clock.now(), p.created + o.queue_delay * scale)
             p.status, p.started = "processing", started
-            fail = self.dice.roll(o.failure_rate)
+            fail = self.ctx.dice.roll(o.failure_rate)
             loop = asyncio.get_running_loop()
             output, streams, nominal, tokens = await loop.run_in_executor(
                 None, self._predict, p.model, p.input
@@ -58,7 +75,7 @@ class Lifecycle:
             duration = (o.predict_time if o.predict_time is not None else nominal) * scale
             if fail:
                 await self._sleep_until(p.started + duration / 2)
-                self.stats.count_fault("model_failure")
+                self.ctx.stats.count_fault("model_failure")
                 self._finish(p, "failed", o.failure_message, at=self._model_done(p, duration / 2))
                 return
             if streams and isinstance(output, list) and output:
@@ -79,12 +96,12 @@ class Lifecycle:
         kwargs = call_kwargs(model.predictor, inputs)
         for name in model.validator.uri_fields:
             if isinstance(kwargs.get(name), str):
-                kwargs[name] = FileInput(self._fetch(kwargs[name]), name)
+                kwargs[name] = FileInput(self.fetch(kwargs[name]), name)
         output, streams = materialize(model.predictor.predict(**kwargs))
         nominal = model.predictor.nominal_seconds(kwargs, output)
         return output, streams, nominal, model.predictor.token_counts(kwargs, output)
 
-    def _fetch(self, uri: str) -> bytes:
+    def fetch(self, uri: str) -> bytes:
         """Bytes of a file input: a data: URI or a URL of this simulator's file stores.
 
         Raises ValueError when the URI cannot be read (the prediction then fails).
@@ -96,11 +113,11 @@ class Lifecycle:
                 raise ValueError(f"could not decode data URI: {exc}") from None
         path = urllib.parse.urlsplit(uri).path
         if match := _FILE_PATH.search(path):
-            record = self.files.get(match.group("id"))
+            record = self.ctx.files.get(match.group("id"))
             if record is not None:
                 return record.data
         elif match := _DELIVERY_PATH.search(path):
-            blob = self.blobs.get(match.group("key"))
+            blob = self.ctx.blobs.get(match.group("key"))
             if blob is not None:
                 return blob.data
         raise ValueError(f"could not download {uri}: not found (the simulator has no network)")
@@ -108,13 +125,13 @@ class Lifecycle:
     async def _play(self, p: Prediction, items: list[Any], duration: float) -> None:
         """Release streamed items over the predict time, as a model yielding them would."""
         assert p.started is not None
-        prefill = min(p.model.predictor.prefill_seconds * self.options.time_scale, duration)
+        prefill = min(p.model.predictor.prefill_seconds * self.ctx.options.time_scale, duration)
         due = [p.started + prefill + (duration - prefill) * (i + 1) / len(items)
                for i in range(len(items))]
         p.output = []
         released = 0
         while released < len(items):
-            now = self.clock.now()
+            now = self.ctx.clock.now()
             while released < len(items) and due[released] <= now + _STREAM_TICK / 2:
                 p.output.append(items[released])
                 released += 1
@@ -137,10 +154,10 @@ class Lifecycle:
         planned = p.started + duration
         if p.first_output is not None:
             planned = max(planned, p.first_output)
-        return min(self.clock.now(), planned)
+        return min(self.ctx.clock.now(), planned)
 
     async def _sleep_until(self, deadline: float) -> None:
-        delay = deadline - self.clock.now()
+        delay = deadline - self.ctx.clock.now()
         if delay > 0:
             await asyncio.sleep(delay)
 
@@ -148,9 +165,9 @@ class Lifecycle:
         """Store file outputs and replace them by their (expiring) URLs."""
         if isinstance(output, OutputFile):
             key = f"{p.id}/{output.name}"
-            self.blobs[key] = Blob(output, publish_size(output, self.options))
+            self.ctx.blobs[key] = Blob(output, publish_size(output, self.ctx.options))
             p.file_keys.append(key)
-            return f"{self.options.output_url_base or self.base_url}/delivery/{key}"
+            return f"{self.ctx.options.output_url_base or self.ctx.base_url}/delivery/{key}"
         if isinstance(output, list):
             return [self._publish(p, item) for item in output]
         return output
@@ -159,7 +176,7 @@ class Lifecycle:
                 at: float | None = None) -> None:
         if p.terminal:
             return
-        now = self.clock.now() if at is None else at
+        now = self.ctx.clock.now() if at is None else at
         p.status, p.error, p.completed = status, error, now
         metrics: dict[str, Any] = {"total_time": round(now - p.created, 6)}
         if p.started is not None:
@@ -176,34 +193,35 @@ class Lifecycle:
         self._charge(p)
         p.done.set()
         p.notify()
-        self.stats.count_finished()
-        retention = self.options.retention * self.options.time_scale
+        self.ctx.stats.count_finished()
+        retention = self.ctx.options.retention * self.ctx.options.time_scale
         asyncio.get_running_loop().call_later(retention, self._expire, p)
 
     def _charge(self, p: Prediction) -> None:
         """Bill the creating token what the price table says this prediction cost."""
-        if p.token is None or self.credit.remaining(p.token) is None:
+        if p.token is None or self.ctx.credit.remaining(p.token) is None:
             return  # unlimited credit: no need to price it
-        cost, _basis = cost_of(PriceTable.default(), p.model.ref, p.to_json(self.base_url, self.clock))
-        self.credit.charge(p.token, cost)
+        record = p.to_json(self.ctx.base_url, self.ctx.clock)
+        cost, _basis = cost_of(PriceTable.default(), p.model.ref, record)
+        self.ctx.credit.charge(p.token, cost)
 
     def _expire(self, p: Prediction) -> None:
         """Delete inputs, outputs, logs and files, as Replicate does an hour after completion."""
         p.data_removed, p.output, p.input, p.logs = True, None, {}, ""
         for key in p.file_keys:
-            self.blobs.pop(key, None)
+            self.ctx.blobs.pop(key, None)
         p.file_keys.clear()
 
-    def _cancel(self, p: Prediction, status: str = "canceled", at: float | None = None) -> bool:
+    def cancel(self, p: Prediction, status: str = "canceled", at: float | None = None) -> bool:
         if p.terminal:
             return False
         self._finish(p, status, at=at)
         if p.task is not None:
             p.task.cancel()
         if status == "aborted":
-            self.stats.count_aborted()
+            self.ctx.stats.count_aborted()
         else:
-            self.stats.count_cancel()
+            self.ctx.stats.count_cancel()
         return True
 
     def _deadline_reached(self, p: Prediction) -> None:
@@ -212,5 +230,5 @@ class Lifecycle:
         # was terminated before it started running". Aborted: no started_at, no predict_time.
         # Stamped at the deadline itself, not when this callback ran: a busy loop must not bill
         # (or report) more predict time than the deadline allows.
-        at = min(self.clock.now(), p.deadline) if p.deadline is not None else None
-        self._cancel(p, "aborted" if p.started is None else "canceled", at=at)
+        at = min(self.ctx.clock.now(), p.deadline) if p.deadline is not None else None
+        self.cancel(p, "aborted" if p.started is None else "canceled", at=at)

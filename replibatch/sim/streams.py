@@ -1,4 +1,4 @@
-"""Server-sent events of a streaming prediction (``/v1/streams/{id}``), a simulator mixin.
+"""Server-sent events of a streaming prediction (``/v1/streams/{id}``) on the simulator.
 
 Event shape as recorded (predictions-stream.yaml): ``output`` events with the new text,
 then ``done`` (``{}``, or ``{"reason": ...}`` when canceled) or ``error``.
@@ -10,6 +10,7 @@ import json
 
 from aiohttp import web
 
+from replibatch.sim.context import PredictionBook
 from replibatch.sim.responses import problem
 from replibatch.sim.state import Prediction
 
@@ -17,12 +18,16 @@ __all__ = ["StreamRoutes"]
 
 
 class StreamRoutes:
-    """The SSE route; the app provides ``predictions``."""
+    """The SSE route over the predictions of `book`."""
 
-    predictions: dict[str, Prediction]
+    def __init__(self, book: PredictionBook) -> None:
+        self.book = book
+
+    def add_routes(self, router: web.UrlDispatcher) -> None:
+        router.add_get("/v1/streams/{prediction_id}", self.stream_prediction)
 
     async def stream_prediction(self, request: web.Request) -> web.StreamResponse:
-        p = self.predictions.get(request.match_info["prediction_id"])
+        p = self.book.get(request.match_info["prediction_id"])
         if p is None or not p.stream:
             return problem(404, "Not found", "Stream not found")
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream",

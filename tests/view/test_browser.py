@@ -29,6 +29,7 @@ import pytest
 
 import replibatch as rb
 from replibatch import plot
+from replibatch._engine import progress
 from replibatch._engine.live import LiveView
 from replibatch._engine.progress import Progress
 from replibatch._engine.runsummary import RunSummary
@@ -79,6 +80,11 @@ def quickstart(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
     saved = dict(os.environ)
     namespace: dict[str, Any] = {}
     notebook = json.loads((ROOT / "notebooks" / "quickstart.ipynb").read_text(encoding="utf-8"))
+    # This process is a script, not a kernel; but after tests/test_notebooks.py has run in it,
+    # ipykernel is imported (jupyter_client's kernel specs import it), which progress.in_notebook
+    # takes for a kernel: the runs would open a live view with no notebook to show it in.
+    patch = pytest.MonkeyPatch()
+    patch.setattr(progress, "in_notebook", lambda: False)
     try:
         # A cache of its own, no credentials from the machine (the notebook sets the simulator's).
         os.environ["REPLIBATCH_CACHE_DIR"] = str(tmp_path_factory.mktemp("browser-cache"))
@@ -108,6 +114,7 @@ def quickstart(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
             )
         yield {"res": namespace["res"], "sweep": sweep, "images": images}
     finally:
+        patch.undo()
         os.environ.clear()
         os.environ.update(saved)
 

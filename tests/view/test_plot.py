@@ -12,6 +12,7 @@ import pytest
 from matplotlib.collections import PathCollection
 
 from replibatch import plot
+from replibatch._view import plotlabels
 from replibatch.errors import ConfigurationError
 
 VERSIONED = "acme/diffuse:" + "0123456789abcdef" * 4
@@ -67,10 +68,10 @@ def test_importing_plot_does_not_import_matplotlib():
 
 
 def test_labels_shorten_versions_and_long_names():
-    assert plot.short_label(VERSIONED) == "acme/diffuse:01234567"
-    assert plot.short_label("x" * 40) == "x" * 27 + "…"
-    assert plot.short_label(256.0) == "256" and plot.short_label(0.25) == "0.25"
-    assert plot.tick_label("acme/huge-model-with-a-long-name") == "acme/\nhuge-model-with-a-long-name"
+    assert plotlabels.short_label(VERSIONED) == "acme/diffuse:01234567"
+    assert plotlabels.short_label("x" * 40) == "x" * 27 + "…"
+    assert plotlabels.short_label(256.0) == "256" and plotlabels.short_label(0.25) == "0.25"
+    assert plotlabels.tick_label("acme/huge-model-with-a-long-name") == "acme/\nhuge-model-with-a-long-name"
 
 
 def test_latency_groups_drop_unknown_values(res):
@@ -84,7 +85,7 @@ def test_latency_draws_one_box_per_model_and_every_point(res):
     ax = plot.latency(res)
     assert len(ax.patches) == 3  # patch_artist boxes
     assert _points(ax) == len(res) - 1
-    assert _tick_texts(ax) == [plot.tick_label(m) for m in MODELS]
+    assert _tick_texts(ax) == [plotlabels.tick_label(m) for m in MODELS]
     assert ax.get_xlabel() == "model" and ax.get_ylabel() == "latency (s)"
     assert "Latency by model" in ax.get_title() and "1 row without latency_s" in ax.get_title()
 
@@ -143,7 +144,8 @@ def test_cost_vs_latency_one_series_per_model(res):
     series = [c for c in ax.collections if isinstance(c, PathCollection)]
     assert len(series) == 3
     assert _points(ax) == len(res) - 3  # rows 0, 1, 5 miss one of the two values
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == [plot.short_label(m, 40) for m in MODELS]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == [plotlabels.short_label(m, 40) for m in MODELS]
     assert ax.get_xlabel() == "latency (s)" and ax.get_ylabel() == "cost (USD)"
     plain = plot.cost_vs_latency(res, hue=None)
     assert plain.get_legend() is None and _points(plain) == len(res) - 3
@@ -249,7 +251,7 @@ def test_small_costs_on_axes_and_annotations_are_plain_decimals(res):
     bars.figure.canvas.draw()
     notes = [t.get_text() for t in bars.texts if t.get_text().startswith("$")]
     assert notes and all("e-0" not in t for t in notes)
-    assert plot._usd(7.73e-05) == "$0.000077"
+    assert plotlabels.usd(7.73e-05) == "$0.000077"
 
 
 LONG_MODELS = [
@@ -274,7 +276,7 @@ def test_cost_vs_latency_with_long_names_keeps_most_of_the_width():
     assert legend.y1 <= xlabel.y0 + 1  # below the x label, not over it
     assert legend.y0 >= 0 and legend.x0 >= 0 and legend.x1 <= figure.bbox.width  # inside the figure
     shown = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert shown == [plot.short_label(m, 40) for m in LONG_MODELS]
+    assert shown == [plotlabels.short_label(m, 40) for m in LONG_MODELS]
 
 
 def test_cost_vs_latency_short_names_keep_the_legend_at_the_right():

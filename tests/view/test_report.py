@@ -156,3 +156,26 @@ def test_atomic_write_failure_keeps_the_old_file(tmp_path: Path) -> None:
         atomic_write(target, fail)
     assert target.read_text(encoding="utf-8") == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["r.html"]
+
+
+def test_cards_and_comparison_cells_draw_a_row_with_the_one_renderer() -> None:
+    """A report card and a comparison cell show the same row the same way: the output and its
+    badges come from one renderer; the card names the model and leads its error with the status."""
+    from replibatch._view.compare import compare
+
+    res = _result(["<b>a</b>", "b"], [0.5], ["m/<one>"])
+    res.loc[1, ["status", "error", "output"]] = ["failed", "CUDA <oom>", None]
+    res.loc[0, "cached"] = True
+    page = build_report(res)
+    cards = re.findall(r'<div class="rb-card">(.*?)</div></div></div>', page)
+    assert len(cards) == 2
+    cell = compare(res, index="prompt", columns=None)._repr_html_()
+    # Same output, cost badge (its basis as tooltip) and cached badge as the comparison's cell.
+    for fragment in ['<div class="rb-text">answer 0 to &lt;b&gt;a&lt;/b&gt;</div>',
+                     '<span class="rb-badge" title="predict_time">$0.00010</span>',
+                     '<span class="rb-badge rb-cached">cached</span>']:
+        assert fragment in cards[0] and fragment in cell
+    assert '<span class="rb-badge">m/&lt;one&gt;</span>' in cards[0]  # cards name the model
+    assert '<div class="rb-error">failed: CUDA &lt;oom&gt;</div>' in cards[1]
+    assert "rb-badge rb-bad" not in cards[1]  # the status is in the error line, not again as a badge
+    assert '<span class="rb-badge rb-bad">failed</span>' in cell  # the cell has it as a badge
