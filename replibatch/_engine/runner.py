@@ -47,6 +47,7 @@ from replibatch._engine.download import (
 from replibatch._engine.interrupt import StopReport, stop_everything
 from replibatch._engine.limiter import DEFAULT_READ_RATE, AdaptiveRateLimiter, TokenBucket, poll_interval
 from replibatch._engine.outcome import apply_final_status
+from replibatch._engine.pager import PageQuery, edge_fetch
 from replibatch._engine.poller import Poller
 from replibatch._engine.progress import open_progress
 from replibatch._engine.reconcile import Attempt, Reconciler, parse_time
@@ -230,7 +231,7 @@ class _Engine:
         self.owner = Owner.current()
         self.writer = CacheWriter(cache, self.owner, refresh) if cache is not None else None
         self.reconciler = Reconciler(self._list_page, self.state.claimed)
-        self.poller = Poller(edge, self._read, clock=clock)
+        self.poller = Poller(edge_fetch(edge, self._read), edge, self._read, clock=clock)
         # Other processes on this machine using the same account share its limits with us.
         self.shared_creates: SharedSchedule | None = None
         self.shared_reads: SharedSchedule | None = None
@@ -463,6 +464,7 @@ class _Engine:
             # at any point finds the prediction one way or the other.
             self.state.in_flight[reply.body["id"]] = key
             del self.state.attempts[position]
+            self.reconciler.answered(attempt.sent_at, _utcnow(), reply.body)
             self._limiter_event(lambda: self.creates.observe(reply.headers))
             self._limiter_event(lambda t=sent: self.creates.on_success(sent_at=t))
             self.state.claimed.add(reply.body["id"])
@@ -476,13 +478,9 @@ class _Engine:
             self.limiter_changed.set()
             self.limiter_changed = anyio.Event()
 
-    async def _list_page(self, created_after: str | None, cursor_url: str | None) -> Any:
-        """One page of the account's predictions, for the reconcile sweep."""
-        if cursor_url:
-            reply = await self._read(lambda: self.edge.list_predictions(cursor_url=cursor_url))
-        else:
-            reply = await self._read(lambda: self.edge.list_predictions(created_after=created_after))
-        return reply.body
+    async def _list_page(self, query: PageQuery) -> Any:
+        """One page of the account's predictions, for the reconcile sweep (paced reads)."""
+        return await edge_fetch(self.edge, self._read)(query)
 
     async def cancel(self, prediction_id: str) -> dict | None:
         try:
@@ -890,9 +888,7 @@ class _Engine:
         unanswered creates made (one sweep): shielded, bounded by `_CLEANUP_SECONDS`. Markers
         of confirmed cancels are dropped so the next run creates those rows afresh."""
 
-        async def unpaced_page(created_after: str | None, cursor_url: str | None) -> Any:
-            reply = await self.edge.list_predictions(created_after=created_after, cursor_url=cursor_url)
-            return reply.body
+        unpaced_page = edge_fetch(self.edge)  # cleanup reads straight from the edge, unpaced
 
         async def cancel_now(pid: str) -> Any:
             return (await self.edge.cancel_prediction(pid)).body

@@ -74,7 +74,7 @@ def test_gateway_error_after_an_official_model_create_is_adopted(cache_dir):
 def test_a_sweep_that_cannot_finish_ends_the_row_error_and_the_next_run_reattaches(
     cache_dir, monkeypatch
 ):
-    async def cannot_list(self, created_after, cursor_url):
+    async def cannot_list(self, query):
         raise TransientError("list unavailable", status=503)
 
     with serve(time_scale=0.01, seed=1, drop_after_create_rate=1.0, fault_scope="create") as sim:
