@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 import anyio
 import httpx
 
+from replibatch._store.outputs import is_http_url
 from replibatch.errors import ConfigurationError, ReplicateAPIError, TransientError
 
 __all__ = [
@@ -57,11 +58,13 @@ class DownloadLimits:
     timeout: float = DEFAULT_DOWNLOAD_TIMEOUT
 
     def __post_init__(self) -> None:
-        if isinstance(self.max_file_bytes, bool) or not isinstance(self.max_file_bytes, int) or self.max_file_bytes < 1:
+        size = self.max_file_bytes
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ConfigurationError(
                 f"max_file_bytes must be a whole number of bytes >= 1, got {self.max_file_bytes!r}"
             )
-        if isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)) or not self.timeout > 0:
+        seconds = self.timeout
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
             raise ConfigurationError(
                 f"download_timeout must be a positive number of seconds, got {self.timeout!r}"
             )
@@ -81,7 +84,7 @@ class Downloaded:
 def check_output_url(url: str, api_base_url: str) -> None:
     """Raise DownloadError when `url` may not be fetched: not http(s), or an API endpoint."""
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if not is_http_url(url) or not parts.hostname:
         raise DownloadError(f"output URL {url!r} is not an http(s) URL; not fetched")
     api = urlsplit(api_base_url)
     if parts.hostname == api.hostname and (parts.path.startswith("/v1/") or parts.path == "/v1"):

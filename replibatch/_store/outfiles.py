@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
+from replibatch._store.outputs import OutputKind, output_kind
 from replibatch._table.filetypes import TYPE_BY_SUFFIX
 
 __all__ = ["image_paths"]
 
 
-def _path(value: Any) -> Path | None:
-    if isinstance(value, os.PathLike):
+def _path(value: Any, *, local_paths: bool) -> Path | None:
+    kind = output_kind(value)
+    if kind is OutputKind.STORED_FILE:
+        candidate = Path(value.path)
+    elif kind is OutputKind.LOCAL_PATH and local_paths:
+        # A plain absolute path (a frame read back from Parquet holds str, not OutputFile).
         candidate = Path(value)
-    elif isinstance(value, str):
-        # File-store outputs are str subclasses carrying the path; plain absolute paths work too.
-        text = str(getattr(value, "path", value))
-        if "\n" in text or len(text) > 4096 or (not text.startswith(("/", "\\")) and ":" not in text[:3]):
-            return None
-        candidate = Path(text)
     else:
         return None
     mime = TYPE_BY_SUFFIX.get(candidate.suffix.lower(), "")
@@ -31,11 +29,15 @@ def _path(value: Any) -> Path | None:
         return None
 
 
-def image_paths(output: Any) -> list[Path]:
-    """The existing local image files `output` names: a path, or a list/tuple of paths.
+def image_paths(output: Any, *, local_paths: bool = False) -> list[Path]:
+    """The existing local image files `output` names: a stored file, or a list/tuple of them.
 
-    URLs, text and missing files give an empty list (never raises).
+    Only files of our store (`OutputFile`) count unless `local_paths`: a model's text output can
+    name any file on this machine ("/home/me/private.jpg"), so whatever sends the image away
+    (the judge uploads it) must not follow plain path text. `local_paths=True` is for readers
+    that only look at the bytes here (diff's image hash). URLs, text and missing files give an
+    empty list (never raises).
     """
     items = output if isinstance(output, (list, tuple)) else [output]
-    found = [_path(item) for item in items]
+    found = [_path(item, local_paths=local_paths) for item in items]
     return [path for path in found if path is not None]
