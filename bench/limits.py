@@ -5,6 +5,7 @@ servers that limit like Replicate's accounts do, in one run, on the simulator.
 
 Scenarios (each contender gets a fresh simulator in its own process, so buckets start full):
 
+0. baseline: the rows of 1 on a server without limits (what the machine allows this run);
 1. the server allows 6,000 creates/min with a burst of 20; 1,000 rows of 0.5 s; replibatch
    is told ``rate_limit=6000``;
 2. replibatch is told 10x the server's rate (60,000/min vs 6,000/min, burst 20) and 5 % of
@@ -232,7 +233,7 @@ def two_processes(rows_each: int = 500, *, shared: bool = True) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="1234tp", help="which parts to run (1-4, t, p)")
+    parser.add_argument("--only", default="01234tp", help="which parts to run (0-4, t, p)")
     parser.add_argument("--long-rows", type=int, default=1000)
     parser.add_argument("--cap", type=float, default=150.0, help="time cap of the official client in 4")
     parser.add_argument("--ours-only", action="store_true", help="skip the official client")
@@ -241,6 +242,12 @@ def main(argv: list[str] | None = None) -> int:
     OURS_ONLY = args.ours_only
     rows, latency = 1000, 0.5
     base = {"predict_time": latency, "seed": 1}
+    if "0" in args.only:
+        # The machine's share: the same rows on a server with no limit at all, in the same run,
+        # so a wall figure above can be told apart from what the engine itself costs here.
+        scenario("0. baseline: 1,000 rows, server without limits, 0.5 s", {**base, "create_rate": None},
+                 rows, rows / 100 + latency,
+                 [("replibatch (rate_limit=6000)", lambda u, n: run_replibatch(u, n, rate_limit=6000))])
     if "1" in args.only:
         options = {**base, "create_rate": 6000, "create_burst": 20}
         scenario("1. 1,000 rows, server 6,000/min burst 20, 0.5 s", options, rows, rows / 100 + latency,

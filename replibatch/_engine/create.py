@@ -186,6 +186,9 @@ class Creator:
             # at any point finds the prediction one way or the other.
             self._state.in_flight[body["id"]] = key
             del self._state.attempts[position]
+            # Narrows later reconcile sweeps to where an unanswered create can have landed.
+            received = datetime.fromtimestamp(self._clock.wall(), timezone.utc)
+            self._reconciler.answered(attempt.sent_at, received, body)
             self._limiter_event(partial(self.limiter.observe, reply.headers))
             self._limiter_event(partial(self.limiter.on_success, sent_at=sent))
             self._state.claimed.add(body["id"])

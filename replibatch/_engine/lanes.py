@@ -28,6 +28,7 @@ import anyio
 
 from replibatch._engine.clock import Clock
 from replibatch._engine.create import Creator, LaneClosed, Sent
+from replibatch._engine.pager import edge_fetch
 from replibatch._engine.poller import Poller, PollStats
 from replibatch._engine.reads import Reads
 from replibatch._engine.reconcile import Reconciler
@@ -90,20 +91,15 @@ class Lane:
             shared_reads = SharedSchedule(cache_dir, edge.account, "read")
         reads = Reads(clock=clock, retries=retries, shared=shared_reads)
 
-        async def list_page(created_after: str | None, cursor_url: str | None) -> Any:
-            if cursor_url:
-                reply = await reads(lambda: edge.list_predictions(cursor_url=cursor_url))
-            else:
-                reply = await reads(lambda: edge.list_predictions(created_after=created_after))
-            return reply.body
-
+        # The account's predictions page by page, paced: this token's listing only.
+        list_page = edge_fetch(edge, reads)
         reconciler = Reconciler(list_page, state.claimed)
         creator = Creator(
             edge=edge, state=state, reconciler=reconciler, clock=clock, rate_limit=rate_limit,
             retries=retries, timeout=timeout, billing=billing, token=spec.fingerprint or None,
             shared=shared_creates,
         )
-        poller = Poller(edge, reads, clock=clock.monotonic)
+        poller = Poller(list_page, edge, reads, clock=clock.monotonic)
         return cls(spec, edge, reads, reconciler, creator, poller)
 
 

@@ -1,9 +1,9 @@
-"""Token-bucket arithmetic with an injected clock, and the adaptive limiter built on it.
+"""The adaptive limiter: paces creates (and reads) at the rate the server really allows.
 
-Nothing here sleeps or polls: callers ask how long to wait (`TokenBucket.reserve`,
-`AdaptiveRateLimiter.reserve`) or whether a token is available now (`TokenBucket.try_take`), and
-do the waiting themselves. The same bucket serves the client (which waits) and the simulator
-(which answers 429).
+Nothing here sleeps or polls: callers ask how long to wait (`AdaptiveRateLimiter.reserve`) and
+do the waiting themselves. The bucket arithmetic is `replibatch._engine.bucket`, the parsing of
+retry hints and ``ratelimit-*`` headers `replibatch._engine.ratehints`, the estimate of the
+server's bucket `replibatch._engine.ratelearn`; all three are re-exported here.
 
 `AdaptiveRateLimiter` paces prediction creates (and, through `read_limiter`, reads) at the rate
 the server really allows: it spreads sends evenly (no second-sized client burst), learns the
@@ -17,15 +17,13 @@ hard ceiling.
 
 from __future__ import annotations
 
-import json
 import math
-import re
 import time
-from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
+from collections.abc import Mapping
 from typing import Any
 
+from replibatch._engine.bucket import Clock, TokenBucket
+from replibatch._engine.ratehints import header, number, retry_after_seconds
 from replibatch._engine.ratelearn import BucketEstimate, ThrottleLearner
 
 __all__ = [
@@ -39,88 +37,6 @@ __all__ = [
     "read_limiter",
     "retry_after_seconds",
 ]
-
-Clock = Callable[[], float]
-
-
-class TokenBucket:
-    """A bucket of `burst` tokens refilled continuously at `rate_per_minute`.
-
-    Raises ValueError when the rate or burst is not positive.
-    """
-
-    def __init__(
-        self, rate_per_minute: float, burst: float | None = None, *, clock: Clock = time.monotonic
-    ) -> None:
-        if rate_per_minute <= 0:
-            raise ValueError(f"rate_per_minute must be > 0, got {rate_per_minute!r}")
-        burst = max(1.0, rate_per_minute / 60.0) if burst is None else burst
-        if burst <= 0:
-            raise ValueError(f"burst must be > 0, got {burst!r}")
-        self._clock = clock
-        self._rate = rate_per_minute / 60.0
-        self._burst = float(burst)
-        self._tokens = float(burst)
-        self._updated = clock()
-
-    @property
-    def rate_per_minute(self) -> float:
-        return self._rate * 60.0
-
-    @property
-    def burst(self) -> float:
-        return self._burst
-
-    def set_rate(self, rate_per_minute: float, burst: float | None = None) -> None:
-        """Change the refill rate (and optionally the burst), keeping the tokens earned so far."""
-        if rate_per_minute <= 0:
-            raise ValueError(f"rate_per_minute must be > 0, got {rate_per_minute!r}")
-        self._refill()
-        self._rate = rate_per_minute / 60.0
-        if burst is not None:
-            self._burst = float(burst)
-            self._tokens = min(self._tokens, self._burst)
-
-    def _refill(self) -> float:
-        now = self._clock()
-        elapsed = max(0.0, now - self._updated)
-        self._tokens = min(self._burst, self._tokens + elapsed * self._rate)
-        self._updated = now
-        return now
-
-    def available(self) -> float:
-        """Tokens available now (may be negative while reservations are outstanding)."""
-        self._refill()
-        return self._tokens
-
-    def try_take(self, n: float = 1.0) -> bool:
-        """Take `n` tokens if they are available now; never goes negative."""
-        self._refill()
-        if self._tokens >= n:
-            self._tokens -= n
-            return True
-        return False
-
-    def seconds_until(self, n: float = 1.0) -> float:
-        """Seconds until `n` tokens would be available, without taking them."""
-        self._refill()
-        missing = n - self._tokens
-        return 0.0 if missing <= 0 else missing / self._rate
-
-    def reserve(self, n: float = 1.0) -> float:
-        """Take `n` tokens now, going into debt if needed; return the seconds to wait before use.
-
-        Reservations queue up fairly: each caller's delay accounts for those reserved before it.
-        """
-        self._refill()
-        self._tokens -= n
-        return 0.0 if self._tokens >= 0 else -self._tokens / self._rate
-
-    def drain(self, seconds: float) -> None:
-        """Empty the bucket and push the next token `seconds` into the future (server said wait)."""
-        self._refill()
-        self._tokens = min(self._tokens, -seconds * self._rate)
-
 
 _QUIET_CAP = 600.0  # seconds: the longest wait between upward probes
 _BURST_CAP = 5.0  # client burst before the server's is known (a told rate may be far too high)
@@ -136,14 +52,6 @@ _POLL_FIRST = 0.5
 _POLL_GROWTH = 1.5
 _POLL_CAP = 5.0
 
-_DURATION_RE = re.compile(
-    r"(?:~|\bin\s+~?)\s*(\d+(?:\.\d+)?)\s*"
-    r"(ms|milliseconds?|s|secs?|seconds?|m|mins?|minutes?|h|hrs?|hours?)\b",
-    re.IGNORECASE,
-)
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
 def poll_interval(attempt: int) -> float:
     """Seconds to wait before poll number `attempt` (0-based) of one prediction.
 
@@ -154,53 +62,6 @@ def poll_interval(attempt: int) -> float:
     if attempt < 0:
         raise ValueError(f"attempt must be >= 0, got {attempt!r}")
     return min(_POLL_CAP, _POLL_FIRST * _POLL_GROWTH ** min(attempt, 64))
-
-
-def retry_after_seconds(
-    headers: Mapping[str, Any] | None, body: object, *, now: datetime | None = None
-) -> float | None:
-    """The server's "retry after" hint in seconds, or None when it gave nothing usable.
-
-    Looks, in order, at the ``Retry-After`` header (seconds or an HTTP date, compared with `now`,
-    default the current UTC time), a ``retry_after`` field of the JSON body, and a duration in
-    the body's ``detail`` ("resets in ~30s", "~1m", "available in 2 seconds"). `body` may be a
-    decoded dict, JSON text/bytes or plain text. Never raises for malformed input.
-    """
-    header = _header(headers, "retry-after")
-    if header is not None:
-        seconds = _seconds(header)
-        if seconds is None:
-            try:
-                moment = parsedate_to_datetime(header.strip())
-            except (TypeError, ValueError, IndexError):
-                moment = None
-            if moment is not None:
-                if moment.tzinfo is None:
-                    moment = moment.replace(tzinfo=timezone.utc)
-                seconds = max(0.0, (moment - (now or datetime.now(timezone.utc))).total_seconds())
-        if seconds is not None:
-            return seconds
-
-    if isinstance(body, (bytes, bytearray)):
-        body = bytes(body).decode("utf-8", "replace")
-    if isinstance(body, str):
-        try:
-            body = json.loads(body)
-        except ValueError:
-            body = {"detail": body}
-    if not isinstance(body, Mapping):
-        return None
-    seconds = _seconds(body.get("retry_after"))
-    if seconds is not None:
-        return seconds
-    detail = body.get("detail")
-    if isinstance(detail, str):
-        match = _DURATION_RE.search(detail)
-        if match:
-            unit = match.group(2).lower()
-            scale = _UNIT_SECONDS["ms" if unit.startswith(("ms", "milli")) else unit[0]]
-            return float(match.group(1)) * scale
-    return None
 
 
 class Reservation:
@@ -468,7 +329,7 @@ class AdaptiveRateLimiter:
         empty, so pausing on it would waste a reset per refill. Malformed or missing headers
         are ignored.
         """
-        remaining = _seconds(_header(headers, "ratelimit-remaining"))
+        remaining = number(header(headers, "ratelimit-remaining"))
         if remaining is None:
             return
         if self._learns_ceiling and remaining + 1 > self._ceiling:
@@ -484,7 +345,8 @@ class AdaptiveRateLimiter:
         # A tenth of a second's worth, and never more than half the server's burst once seen:
         # small enough for a server with a small burst, large enough that a busy event loop
         # does not turn every late wake-up into lost pace (measured: one token made 1,000 rows
-        # at 5,820/min take 40 s on a loaded machine, a tenth of a second's worth 25 s). Capped at 5 until the server's burst is known.
+        # at 5,820/min take 40 s on a loaded machine, a tenth of a second's worth 25 s). Capped at 5
+        # until the server's burst is known.
         burst = max(1.0, min(_BURST_CAP, rate / 600.0))
         seen = self._learner.burst
         return burst if seen is None else max(1.0, min(burst, seen / 2.0))
@@ -519,30 +381,3 @@ def read_limiter(
 ) -> AdaptiveRateLimiter:
     """An AdaptiveRateLimiter for reads (polls, cancels, lists): 3000/min unless told otherwise."""
     return AdaptiveRateLimiter(rate_per_minute, clock=clock, default_rate=DEFAULT_READ_RATE, margin=1.0)
-
-
-def _header(headers: Mapping[str, Any] | None, name: str) -> str | None:
-    if not headers:
-        return None
-    value = headers.get(name)
-    if value is None:
-        # Plain dicts are case-sensitive; httpx.Headers is not.
-        for key, item in headers.items():
-            if isinstance(key, str) and key.lower() == name:
-                value = item
-                break
-    if isinstance(value, (list, tuple)):
-        value = value[0] if value else None
-    if isinstance(value, bytes):
-        value = value.decode("latin-1")
-    return None if value is None else str(value)
-
-
-def _seconds(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        seconds = float(value.strip() if isinstance(value, str) else value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, seconds) if math.isfinite(seconds) else None

@@ -12,12 +12,12 @@ task (`Poller.run`) decides when each is worth a look and how to look:
   lagging behind) are read with one ``GET /v1/predictions/{id}`` each.
 - With only a few due, one GET each is cheaper than a page.
 
-When to look: at intervals of a tenth of its age (0.5 s to 5 s) while few are watched; with
-many, a quarter of its age (to 15 s), and a due look may wait a little (5 % of the age, at most
-2 s) for a page's worth to fall due. Once predictions of the same model have finished in this
-run, the others are not looked at before the shortest duration seen (``completed_at -
-created_at``, server clock): 1,000 predictions of 90 s cost a few sweeps, not one request each
-every few seconds.
+When to look is `replibatch._engine.pollplan`'s policy: often while few are watched; with many
+and none of their model finished, one probe page of the oldest due ones each time the age has
+doubled (the rest follow the probe); once some finished, at the shortest duration seen
+(``completed_at - created_at``, server clock). A due look may wait a little (5 % of the age, at
+most 2 s) for a page's worth to fall due. 1,000 predictions of 65 s cost ~10 probe pages and
+~10 pages of sweeps as they finish, not one request each every few seconds.
 
 Every request goes through the caller's read function, which paces reads under the account's
 read limit (3,000/min, shared with everything else) and retries transient failures.
@@ -27,33 +27,27 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
 
-from replibatch._http.edge import ApiReply, Edge
+from replibatch._engine.pager import FetchPage, Read, walk
+from replibatch._engine.pollplan import FEW, PAGE, look_time, next_look, probe
+from replibatch._http.edge import Edge
 from replibatch.errors import ReplicateAPIError
 
 __all__ = ["TERMINAL", "Poller"]
 
 TERMINAL = frozenset({"succeeded", "failed", "canceled", "aborted"})
 _MIN_INTERVAL = 0.5
-_FEW = 10  # watching at most this many: look often (a GET each is cheap)
-_FEW_FRACTION, _FEW_CAP = 0.1, 5.0  # ... at a tenth of the age, at least every 5 s
-_MANY_FRACTION, _MANY_CAP = 0.25, 15.0  # many: a quarter of the age until durations are known
-_PAGE = 100  # predictions per list page (Replicate's page size)
-_LATENESS_FRACTION, _MAX_LATENESS = 0.05, 2.0  # how long a due look may wait for a fuller page
 _COALESCE = 0.25  # what falls due this soon joins a look already being made
 _GET_AT_MOST = 3  # due predictions read one GET each rather than by a sweep
 _MAX_PAGES = 50  # one sweep never reads more than this many pages
 _DURATIONS_KEPT = 64
 _MARGIN = timedelta(milliseconds=1)  # created_after is strict in some servers, "at or after" in the spec
-
-Read = Callable[[Callable[[], Awaitable[ApiReply]]], Awaitable[ApiReply]]
-
 
 def parse_time(text: Any) -> datetime | None:
     """A Replicate timestamp (ISO 8601, ``Z`` or offset) as an aware datetime, else None."""
@@ -97,10 +91,14 @@ class PollStats:
 class Poller:
     """Watches predictions in flight until they finish; see the module docstring.
 
-    `read` runs one request under the read limiter (and its retries). `clock` is monotonic.
+    `fetch` reads one list page (`replibatch._engine.pager`, paced); `read` runs one request
+    under the read limiter (and its retries). `clock` is monotonic.
     """
 
-    def __init__(self, edge: Edge, read: Read, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, fetch: FetchPage, edge: Edge, read: Read, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._fetch = fetch
         self._edge = edge
         self._read = read
         self._clock = clock
@@ -162,6 +160,15 @@ class Poller:
                 await self._sleep(look_at - now)
                 continue
             due = [w for w in self._watches.values() if w.due <= now + _COALESCE]
+            deferred: list[_Watch] = []
+            if len(self._watches) > FEW:
+                # Many in flight: of a model with no duration known, only a probe page is read.
+                keep, later = probe(
+                    [(w.id, w.model, _stamp(w), self._expected(w.model) is not None) for w in due],
+                    [(w.id, w.model, _stamp(w)) for w in self._watches.values()],
+                )
+                due = [self._watches[i] for i in keep]
+                deferred = [self._watches[i] for i in later]
             try:
                 if len(due) <= _GET_AT_MOST:
                     await self._get_each(due)
@@ -169,6 +176,20 @@ class Poller:
                     await self._sweep(due)
             except ReplicateAPIError as exc:
                 self._fail(due, exc)
+            self._follow(due, deferred)
+
+    def _follow(self, probed: list[_Watch], deferred: list[_Watch]) -> None:
+        """Deferred predictions are looked at with the probe page's next look (or on their own
+        schedule once a duration of their model is known)."""
+        if not deferred:
+            return
+        now = self._clock()
+        still = [w.due for w in probed if w.id in self._watches and not w.done.is_set()]
+        for watch in deferred:
+            if self._expected(watch.model) is not None or not still:
+                self._schedule(watch, now)
+            else:
+                watch.due = max(min(still), now + _MIN_INTERVAL)
 
     def _fail(self, watches: list[_Watch], exc: ReplicateAPIError) -> None:
         """Reads kept failing (after the read function's retries): the waiters get the error."""
@@ -182,12 +203,7 @@ class Poller:
         waited its allowed lateness, whichever comes first. With few predictions watched a GET
         each is cheap, so nothing waits."""
         watches = sorted(self._watches.values(), key=lambda w: w.due)
-        first = watches[0]
-        if len(watches) <= _FEW:
-            return first.due
-        lateness = min(_MAX_LATENESS, _LATENESS_FRACTION * max(0.0, first.due - first.sent))
-        full_page = watches[min(len(watches), _PAGE) - 1].due
-        return min(first.due + lateness, full_page)
+        return look_time([w.due for w in watches[:PAGE]], watches[0].sent, len(watches))
 
     async def _sleep(self, seconds: float | None) -> None:
         if seconds is None:
@@ -227,29 +243,20 @@ class Poller:
         oldest, newest = min(known), max(known)
         self.stats.sweeps += 1
         wanted = {w.id for w in due}
-        # The window of the due ones only: newer predictions (not due) do not fill the pages.
-        after, before = _iso(oldest - _MARGIN), _iso(newest + _MARGIN)
-        reply = await self._read(
-            lambda: self._edge.list_predictions(created_after=after, created_before=before)
-        )
-        pages = 1
-        while True:
-            body = reply.body if isinstance(reply.body, dict) else {}
-            for record in body.get("results") or []:
-                if isinstance(record, dict) and record.get("id") in self._watches:
+
+        def on_page(results: list[dict]) -> bool:
+            for record in results:
+                if record.get("id") in self._watches:
                     wanted.discard(record["id"])
                     self._update(record)
-            nxt = body.get("next")
-            if not wanted or not nxt or pages >= _MAX_PAGES:
-                break
-            url: str = nxt
+            return bool(wanted)
 
-            async def following(url: str = url) -> ApiReply:
-                return await self._edge.list_predictions(cursor_url=url)
-
-            reply = await self._read(following)
-            pages += 1
-        self.stats.pages += pages
+        # The window of the due ones only: newer predictions (not due) do not fill the pages.
+        walked = await walk(
+            self._fetch, on_page, created_after=_iso(oldest - _MARGIN),
+            created_before=_iso(newest + _MARGIN), max_pages=_MAX_PAGES,
+        )
+        self.stats.pages += walked.pages
         missing = [self._watches[i] for i in wanted if i in self._watches]
         if missing:
             await self._get_each(missing)
@@ -269,14 +276,7 @@ class Poller:
     # -- when to look -----------------------------------------------------------------------
 
     def _schedule(self, watch: _Watch, now: float) -> None:
-        age = max(0.0, now - watch.sent)
-        few = len(self._watches) <= _FEW
-        fraction, cap = (_FEW_FRACTION, _FEW_CAP) if few else (_MANY_FRACTION, _MANY_CAP)
-        due = now + min(cap, max(_MIN_INTERVAL, age * fraction))
-        expected = self._expected(watch.model)
-        if expected is not None and watch.sent + expected > due:
-            due = watch.sent + expected  # predictions like this one take at least that long
-        watch.due = due
+        watch.due = next_look(now, watch.sent, len(self._watches), self._expected(watch.model))
 
     def _learn(self, record: dict) -> None:
         if record.get("status") != "succeeded":
@@ -294,6 +294,10 @@ class Poller:
     def _expected(self, model: str) -> float | None:
         seen = self._durations.get(model)
         return min(seen) if seen else None
+
+
+def _stamp(watch: _Watch) -> float | None:
+    return None if watch.created is None else watch.created.timestamp()
 
 
 def _model_key(record: dict) -> str:

@@ -3,9 +3,12 @@
 A create whose reply never arrived (connection lost after sending, a gateway 5xx, the run
 interrupted while the create was held by ``Prefer: wait``) may or may not have made a
 prediction. Re-sending it blind could pay twice, so the engine asks the account instead:
-``GET /v1/predictions?created_after=...`` pages back, newest first, until past the earliest
-unanswered attempt's send time (minus a clock-skew margin), and every unanswered attempt is
-matched in that one sweep.
+``GET /v1/predictions?created_after=...&created_before=...`` pages back, newest first, over the
+window where the unanswered attempts' predictions can lie on the server's clock
+(`replibatch._engine.server_clock`: learned from the answered creates, else a 30 s skew before
+the earliest send), and every unanswered attempt is matched in that one sweep. Attempts that
+fail close together wait `SETTLE_SECONDS` and share the sweep: with 5 % of creates failing at
+100 creates/s, a sweep covers a few seconds of predictions for several failures at once.
 
 Matching is by what was *sent*: the canonical input and the endpoint used (a version id, a
 deployment, an official model). The reply's ``model`` string is never trusted for official
@@ -22,25 +25,24 @@ sweep. Nothing here raises for the service's failures: they make the outcome unk
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 import anyio
 
+from replibatch._engine.pager import FetchPage, walk
+from replibatch._engine.server_clock import CLOCK_SKEW, ServerClock
 from replibatch._store.keys import canonical_json
 from replibatch.errors import ReplicateAPIError
 
 __all__ = ["CLOCK_SKEW", "Attempt", "Outcome", "Reconciler", "match", "parse_time"]
 
-# Our clock and the server's may disagree: the window starts this long before the send.
-CLOCK_SKEW = timedelta(seconds=30)
 # An unknown outcome waits this long before its sweep: the server may still be committing the
-# create, and attempts failing together (a dropped batch) share one sweep.
-SETTLE_SECONDS = 0.5
-
-ListPage = Callable[[str | None, str | None], Awaitable[Any]]  # (created_after, cursor_url)
+# create, and attempts failing together (a dropped batch, 5 % of creates failing) share one
+# sweep. Measured (bench/limits.py scenario 2): 0.5 s let ~3 failures share a sweep, 1 s ~6.
+SETTLE_SECONDS = 1.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -158,21 +160,35 @@ class _Waiter:
 class Reconciler:
     """Coalesces reconcile requests of one run into sweeps of ``GET /v1/predictions``.
 
-    `list_page(created_after, cursor_url)` fetches one page (raising `ReplicateAPIError` when it
-    cannot); `claimed` is the run's set of prediction ids already owned by a row.
+    `list_page(query)` fetches one page (`replibatch._engine.pager`; raising `ReplicateAPIError`
+    when it cannot); `claimed` is the run's set of prediction ids already owned by a row;
+    `clock` our wall clock (UTC), which stamps when an attempt was given up on.
     """
 
     def __init__(
-        self, list_page: ListPage, claimed: set[str], *, settle: float = SETTLE_SECONDS
+        self,
+        list_page: FetchPage,
+        claimed: set[str],
+        *,
+        settle: float = SETTLE_SECONDS,
+        clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     ) -> None:
         self._list_page = list_page
         self._claimed = claimed
         self._settle = settle
+        self._now = clock
+        self.server_clock = ServerClock()
+        """Bounds of the server's clock offset; the engine feeds it every answered create."""
         self._waiting: list[_Waiter] = []
         self._leading = False
         self._changed = anyio.Event()
         self.sweeps = 0  # how many sweeps ran (figures for tests and benchmarks)
         self.pages = 0
+
+    def answered(self, sent: datetime, received: datetime, record: dict) -> None:
+        """A create sent at `sent` was answered at `received` with `record`: narrows the
+        windows of later sweeps (see `replibatch._engine.server_clock`)."""
+        self.server_clock.observe(sent, received, parse_time(record.get("created_at")))
 
     async def find(self, attempt: Attempt) -> Outcome:
         """The outcome of one unanswered attempt, from the next sweep (which it may lead)."""
@@ -204,54 +220,55 @@ class Reconciler:
         return waiter.outcome
 
     async def sweep(
-        self, attempts: list[Attempt], list_page: ListPage | None = None
+        self, attempts: list[Attempt], list_page: FetchPage | None = None
     ) -> dict[Attempt, Outcome]:
-        """One sweep for `attempts`, now: pages back until past the earliest send time minus
-        `CLOCK_SKEW` (or until every attempt is matched). `list_page` overrides the page reader
-        (cleanup on interrupt reads unpaced). Never raises ReplicateAPIError: a failed page
-        leaves the unmatched attempts unknown."""
+        """One sweep for `attempts`, now: pages back over their window (see the module
+        docstring) until past its start, or until every attempt is matched. `list_page`
+        overrides the page reader (cleanup on interrupt reads unpaced). Never raises
+        ReplicateAPIError: a failed page leaves the unmatched attempts unknown."""
         list_page = list_page or self._list_page
         self.sweeps += 1
         outcomes: dict[Attempt, Outcome] = {}
         if not attempts:
             return outcomes
-        start = min(a.sent_at for a in attempts) - CLOCK_SKEW
+        # Every attempt here was given up on by now: its prediction, if any, is older.
+        window = self.server_clock.window(min(a.sent_at for a in attempts), self._now())
+        start = window.start
         left = list(attempts)
-        cursor: str | None = None
-        reason = ""
         erased: list[dict] = []  # records in the window whose input Replicate already deleted
-        while True:
-            try:
-                body = await list_page(_iso(start), cursor)
-            except ReplicateAPIError as exc:
-                reason = f"the account's predictions could not be listed ({exc})"
-                break
+
+        def on_page(results: list[dict]) -> bool:
+            nonlocal left
             self.pages += 1
-            results = (body or {}).get("results") or []
             for attempt, record in match(left, results, self._claimed).items():
                 outcomes[attempt] = Outcome(record=record)
             left = [a for a in left if a not in outcomes]
             erased.extend(r for r in results if r.get("data_removed") and not r.get("input"))
-            cursor = (body or {}).get("next")
             oldest = min(
                 (t for t in (parse_time(r.get("created_at")) for r in results) if t is not None),
                 default=None,
             )
-            past_window = oldest is not None and oldest < start
-            if not left:
-                return outcomes
-            if not cursor or past_window:
-                # The whole window was seen: the remaining attempts made no prediction, unless
-                # one of them is a record whose input was deleted (an hour after it finished).
-                for attempt in left:
-                    if any(_could_be(r, attempt) for r in erased):
-                        outcomes[attempt] = Outcome(
-                            reason="a prediction in the window had its input deleted by "
-                            "Replicate, so it cannot be told apart"
-                        )
-                    else:
-                        outcomes[attempt] = Outcome(proven_absent=True)
-                return outcomes
+            # Past the window's start: a server that ignores the filter has nothing more for us.
+            return bool(left) and not (oldest is not None and oldest < start)
+
+        try:
+            await walk(
+                list_page, on_page, created_after=_iso(start),
+                created_before=None if window.end is None else _iso(window.end),
+            )
+        except ReplicateAPIError as exc:
+            reason = f"the account's predictions could not be listed ({exc})"
+            for attempt in left:
+                outcomes[attempt] = Outcome(reason=reason)
+            return outcomes
+        # The whole window was seen: the remaining attempts made no prediction, unless one of
+        # them is a record whose input was deleted (an hour after it finished).
         for attempt in left:
-            outcomes[attempt] = Outcome(reason=reason)
+            if any(_could_be(r, attempt) for r in erased):
+                outcomes[attempt] = Outcome(
+                    reason="a prediction in the window had its input deleted by "
+                    "Replicate, so it cannot be told apart"
+                )
+            else:
+                outcomes[attempt] = Outcome(proven_absent=True)
         return outcomes

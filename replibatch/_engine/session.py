@@ -23,6 +23,7 @@ from replibatch._engine.interrupt import StopReport, stop_everything
 from replibatch._engine.lanes import NO_TOKEN, Lane, Pollers, PooledCreator
 from replibatch._engine.lease import Leases
 from replibatch._engine.outputs import Outputs
+from replibatch._engine.pager import edge_fetch
 from replibatch._engine.progress import Progress
 from replibatch._engine.reconcile import Attempt, Outcome
 from replibatch._engine.state import RunState
@@ -177,11 +178,6 @@ class Engine:
             if not mine:
                 continue
 
-            async def unpaced_page(
-                created_after: str | None, cursor_url: str | None, edge: Edge = lane.edge
-            ) -> Any:
-                reply = await edge.list_predictions(created_after=created_after, cursor_url=cursor_url)
-                return reply.body
-
-            outcomes.update(await lane.reconciler.sweep(mine, unpaced_page))
+            # cleanup reads straight from the token's edge, unpaced
+            outcomes.update(await lane.reconciler.sweep(mine, edge_fetch(lane.edge)))
         return outcomes

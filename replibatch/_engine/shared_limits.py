@@ -12,8 +12,9 @@ account and kind of request ("create", "read") holding
   it is fresh, `_RATE_FRESH` seconds).
 
 The account is named by a fingerprint of the token and base URL (SHA-256, 16 hex digits),
-never the token. The lock (``flock`` on the ledger's descriptor; a lock file where there is none) is held for
-one small read and write in place (tens of microseconds), so it is taken on the event loop. Wall-clock time is used because monotonic clocks are per process.
+never the token. The lock (``flock`` on the ledger's descriptor; a lock file where there is
+none) is held for one small read and write in place (tens of microseconds), so it is taken on the event loop.
+Wall-clock time is used because monotonic clocks are per process.
 Any OS error (a read-only or vanished directory) turns the ledger off for this run: pacing
 then falls back to the process's own limiter, as without a cache.
 """
@@ -172,12 +173,9 @@ class SharedSchedule:
 
     def _read(self) -> _State:
         try:
-            if self._fd is not None:
-                # Readers outside the lock (shared_rate) may see a record being rewritten:
-                # then it does not parse and counts as empty, which only loses a hint.
-                data = os.pread(self._fd, _RECORD, 0)
-            else:  # pragma: no cover
-                data = self._path.read_bytes()
+            # Readers outside the lock (shared_rate) may see a record being rewritten: then it
+            # does not parse and counts as empty, which only loses a hint.
+            data = os.pread(self._fd, _RECORD, 0) if self._fd is not None else self._path.read_bytes()
             raw = json.loads(data.strip() or b"{}")
         except (OSError, ValueError):
             return _State()

@@ -30,6 +30,7 @@ from typing import Any
 import anyio
 
 from replibatch._engine.limiter import DEFAULT_READ_RATE, AdaptiveRateLimiter, TokenBucket
+from replibatch._engine.pager import PageQuery
 from replibatch._engine.reconcile import Attempt, Reconciler, parse_time
 from replibatch._engine.training_bar import TrainingBar
 from replibatch._engine.training_progress import training_progress
@@ -129,8 +130,9 @@ class TrainingExecutor:
                     raise
                 await anyio.sleep(min(0.25 * 2 ** (failures - 1), 8.0))
 
-    async def _list_page(self, _created_after: str | None, cursor_url: str | None) -> Any:
-        return (await self.read(lambda: api.list_trainings(self.edge, cursor_url))).body
+    async def _list_page(self, query: PageQuery) -> Any:
+        # The trainings listing takes no time filters: the sweep stops once past the window.
+        return (await self.read(lambda: api.list_trainings(self.edge, query.cursor_url))).body
 
     async def prepare_input(self, raw: dict) -> dict:
         """Upload each training-data file once per content hash (files API); its URL is sent."""

@@ -1,3 +1,4 @@
+import itertools
 from datetime import datetime, timedelta, timezone
 
 import httpx
@@ -58,7 +59,7 @@ def test_default_rate_is_honoured_over_many_calls(clock):
     # sends are spread evenly: a server whose burst is smaller than a second's worth is not
     # overrun at every refill
     assert sum(t == clock.now for t in times) == 1
-    gaps = {round(b - a, 9) for a, b in zip(times, times[1:])}
+    gaps = {round(b - a, 9) for a, b in itertools.pairwise(times)}
     assert gaps == {0.1}
 
 
@@ -69,7 +70,7 @@ def test_callers_arriving_over_time_keep_the_rate(clock):
         times.append(clock.now + limiter.delay())
         clock.advance(0.05)  # callers arrive faster than 2/s
     assert max_in_window(times) <= 120 + 2
-    gaps = [b - a for a, b in zip(times[5:], times[6:])]
+    gaps = [b - a for a, b in itertools.pairwise(times[5:])]
     assert min(gaps) == pytest.approx(0.5)
 
 
@@ -110,7 +111,7 @@ def test_places_taken_before_a_pause_queue_again_behind_it(clock):
     assert waiting[0].wait() == pytest.approx(10.0)  # voided: behind the pause
     resumed = [clock.now + r.wait() for r in waiting]
     assert resumed == sorted(resumed) and resumed[0] == pytest.approx(clock.now + 10.0)
-    assert all(after > before for after, before in zip(resumed, first_due))
+    assert all(after > before for after, before in zip(resumed, first_due, strict=False))
     assert max_in_window(resumed) <= limiter.rate_per_minute + 1
     # asking again does not queue again
     assert [clock.now + r.wait() for r in waiting] == resumed

@@ -117,7 +117,8 @@ def test_two_schedules_on_one_directory_share_one_rate(tmp_path: Path):
     # one rate between them: after a catch-up burst of 0.1 s worth, slots 0.01 s apart
     assert waits == [pytest.approx(max(0.0, i * 0.01 - 0.1), abs=1e-6) for i in range(40)]
     assert "r8_secret" not in account and not any("r8_secret" in p.name for p in tmp_path.rglob("*"))
-    other = SharedSchedule(tmp_path, account_fingerprint("r8_other", "http://127.0.0.1:1"), "create", wall=wall)
+    other_account = account_fingerprint("r8_other", "http://127.0.0.1:1")
+    other = SharedSchedule(tmp_path, other_account, "create", wall=wall)
     assert other.claim(6000) == 0.0  # another account has its own limits
 
 

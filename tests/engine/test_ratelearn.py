@@ -9,6 +9,7 @@ whole seconds rounded up).
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -31,7 +32,10 @@ class Outcome:
 def play(server_rate, server_burst, *, told=None, rows=1000, rtt=0.005, latency=0.5,
          concurrency=128, change_at=None, new_rate=None, new_burst=None):
     now = [0.0]
-    clock = lambda: now[0]
+
+    def clock() -> float:
+        return now[0]
+
     limiter = AdaptiveRateLimiter(told, clock=clock)
     server = TokenBucket(server_rate, server_burst, clock=clock)
     events: list = []
@@ -108,7 +112,7 @@ def test_low_credit_account_burst_of_one_is_learned_from_the_retry_hint():
     out = play(60, 1, told=None, rows=30)  # default start: 600/min, ten times too fast
     assert out.throttled == 1 and out.pauses == 1
     assert out.wall / ideal(30, 60) < 1.10
-    gaps = [b - a for a, b in zip(out.sends[2:], out.sends[3:])]
+    gaps = [b - a for a, b in itertools.pairwise(out.sends[2:])]
     assert min(gaps) >= 1.0  # never faster than the server refills
 
 

@@ -9,9 +9,11 @@ from datetime import datetime, timedelta, timezone
 import anyio
 import pytest
 
-from replibatch._spend.cost import PriceTable
 from replibatch._engine.dedupe import group_identical, shared_row
-from replibatch.errors import TransientError
+from replibatch._engine.pager import PageQuery
+from replibatch._engine.reconcile import CLOCK_SKEW, Attempt, Reconciler, match
+from replibatch._engine.reserve import Seen, plan_hold
+from replibatch._spend.cost import PriceTable
 from replibatch._store.markers import (
     Owner,
     PendingMarker,
@@ -20,8 +22,7 @@ from replibatch._store.markers import (
     run_ended,
     run_started,
 )
-from replibatch._engine.reconcile import CLOCK_SKEW, Attempt, Reconciler, match
-from replibatch._engine.reserve import Seen, plan_hold
+from replibatch.errors import TransientError
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -75,9 +76,10 @@ class Pages:
     def __init__(self, pages: list[list[dict]], fail_at: int | None = None) -> None:
         self.pages, self.fail_at, self.calls = pages, fail_at, []
 
-    async def __call__(self, created_after, cursor):
+    async def __call__(self, query: PageQuery):
+        cursor = query.cursor_url
         index = 0 if cursor is None else int(cursor)
-        self.calls.append((created_after, cursor))
+        self.calls.append((query.created_after, cursor))
         if index == self.fail_at:
             raise TransientError("boom", status=503)
         nxt = str(index + 1) if index + 1 < len(self.pages) else None
@@ -136,7 +138,10 @@ def test_a_marker_is_a_lease_only_while_its_owner_lives():
     dead = Owner(me.host, 2**22 + 4321, "dead")
     remote = Owner("elsewhere", 1, "remote")
     now = time.time()
-    fresh = lambda owner, age=0.0: PendingMarker("", {}, now - age, owner)
+
+    def fresh(owner: Owner, age: float = 0.0) -> PendingMarker:
+        return PendingMarker("", {}, now - age, owner)
+
     assert is_held_elsewhere(fresh(other_live), me, now=now)
     assert not is_held_elsewhere(fresh(dead), me, now=now)
     assert is_held_elsewhere(fresh(remote), me, now=now)
