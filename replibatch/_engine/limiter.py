@@ -224,7 +224,11 @@ class AdaptiveRateLimiter:
             hint = None
         else:
             pause = hint = float(retry_after)
-        if sent <= self._episode_began:
+        # A request sent while paused was let through by a place given out before the pause
+        # (a busy event loop answers the 429 after others already decided to send): the same
+        # episode, not new evidence. Counted as new, each halved the rate again and a 20/s
+        # server was learned as ~3/min (test_429_storm hung under load).
+        if sent <= self._episode_began or sent < self._paused_until:
             if sent > self._episode_floor and now - sent <= _LAGGED:
                 self._adopt(self._learner.refused_in_episode(sent), self._episode_rate)
             # Its hint, counted from now, names about the same end: only a clearly longer one

@@ -29,6 +29,7 @@ _KEEP = 8192  # accepted send times remembered (a few seconds at 100/s, minutes 
 _MIN_TOKENS = 3  # fewer refilled tokens than this say too little about the rate
 _MIN_SPAN = 0.02  # seconds; shorter spans are dominated by scheduling jitter
 _LONG = 1.0  # seconds from full to a refusal beyond which we were not far above the rate
+_HINT_WINDOW = 1.0  # seconds before a refusal in which accepts must fit the hint's rate
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,16 @@ class ThrottleLearner:
         interval = refused_at + retry_after - self._accepted[index - 1]
         if interval <= 0:
             return BucketEstimate(None, self._burst, "hint in the past")
-        return BucketEstimate(1.0 / interval, self._burst, "retry hint", bound=True)
+        rate = 1.0 / interval
+        # A server of burst 1 refilling at `rate` accepts at most 1 + rate x window requests
+        # in any window. More accepts just before this refusal mean the burst of 1 was a bad
+        # fit and the hint is coarse: "1 s" is also what a 20/s server with a burst of 3 says
+        # (whole seconds rounded up), and taking it as the rate collapsed such a run to ~58/min
+        # (test_429_storm hung under load). The accepts then say more than the hint does.
+        recent = index - bisect.bisect_left(self._accepted, refused_at - _HINT_WINDOW)
+        if recent > 2.0 + rate * _HINT_WINDOW:
+            return BucketEstimate(None, self._burst, "hint too coarse")
+        return BucketEstimate(rate, self._burst, "retry hint", bound=True)
 
 
 def _line(points: list[tuple[float, int]]) -> tuple[float, float] | None:
