@@ -17,7 +17,8 @@ import pytest
 import replicate
 
 import replibatch as rb
-from replibatch._engine import runner
+from replibatch._engine import reserve
+from replibatch._engine.session import Engine
 from replibatch.errors import TransientError
 from replibatch._store.keys import cache_key
 from replibatch.sim import serve
@@ -79,7 +80,7 @@ def test_a_sweep_that_cannot_finish_ends_the_row_error_and_the_next_run_reattach
 
     with serve(time_scale=0.01, seed=1, drop_after_create_rate=1.0, fault_scope="create") as sim:
         with monkeypatch.context() as patch:
-            patch.setattr(runner._Engine, "_list_page", cannot_list)
+            patch.setattr(Engine, "_list_page", cannot_list)
             res = go(prompts(6, max_tokens=4), sim, model=TEXT)
         assert (res["status"] == "error").all()
         assert res["error"].str.contains("create outcome unknown; the intent marker is kept").all()
@@ -216,7 +217,7 @@ def test_a_deleted_output_is_an_error_never_cached_and_the_next_run_creates_agai
 
 def test_aborted_before_start_is_a_timeout_that_cost_nothing(cache_dir, monkeypatch):
     # Replicate's Cancel-After minimum is 5 s: lowered here and in the sim to keep this fast.
-    monkeypatch.setattr(runner.reserve, "CANCEL_AFTER_MINIMUM_S", 1.0)
+    monkeypatch.setattr(reserve, "CANCEL_AFTER_MINIMUM_S", 1.0)
     # queue_delay 300 model seconds = 3 s real; Cancel-After 1 s passes while still queued.
     with serve(time_scale=0.01, queue_delay=300, cancel_after_minimum=0) as sim:
         res = go(prompts(2), sim, model=TEXT, timeout=1.0)

@@ -12,7 +12,7 @@ import pytest
 import replicate
 
 import replibatch as rb
-from replibatch._engine import runner
+from replibatch._engine import create
 from replibatch._engine.shared_limits import SharedSchedule, account_fingerprint
 from replibatch._http import Connection
 from replibatch.sim import serve
@@ -29,7 +29,7 @@ def prompts(n: int) -> pd.DataFrame:
 
 
 def test_many_predictions_in_flight_are_polled_by_list_pages(monkeypatch):
-    monkeypatch.setattr(runner, "MAX_WAIT", 0)  # no Prefer: wait, so every row polls
+    monkeypatch.setattr(create, "MAX_WAIT", 0)  # no Prefer: wait, so every row polls
     rows = 250
     with serve(time_scale=1.0, predict_time=2.0, create_rate=None, seed=2) as sim:
         warm = pd.DataFrame({"prompt": ["warm the model up"], "max_tokens": 4})
@@ -54,7 +54,7 @@ def test_many_predictions_in_flight_are_polled_by_list_pages(monkeypatch):
 
 
 def test_a_few_predictions_are_polled_one_get_each(monkeypatch):
-    monkeypatch.setattr(runner, "MAX_WAIT", 0)
+    monkeypatch.setattr(create, "MAX_WAIT", 0)
     with serve(time_scale=1.0, predict_time=0.8, seed=2) as sim:
         res = rb.run(prompts(3), model=TEXT, api_token=TOKEN, base_url=sim.url, progress=False)
         requests = sim.stats.requests

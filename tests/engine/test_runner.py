@@ -22,7 +22,7 @@ import replicate
 from PIL import Image
 
 import replibatch as rb
-from replibatch._engine import runner
+from replibatch._engine import create
 from replibatch.errors import AuthenticationError, ConfigurationError
 from replibatch.sim import serve
 
@@ -164,7 +164,7 @@ def test_429_hint_in_body_only(cache_dir):
 
 
 def test_server_errors_and_dropped_connections_are_survived(cache_dir, monkeypatch):
-    monkeypatch.setattr(runner, "MAX_WAIT", 0)  # no Prefer: wait, so every row polls
+    monkeypatch.setattr(create, "MAX_WAIT", 0)  # no Prefer: wait, so every row polls
     with serve(time_scale=0.01, seed=5, error_rate=0.25, error_statuses=(500, 502, 503),
                drop_rate=0.1, fault_scope="read") as sim:
         res = go(prompts(20), sim, model=TEXT, retries=8)
@@ -187,10 +187,7 @@ def test_create_with_unknown_outcome_is_never_duplicated(cache_dir):
 def test_5xx_on_create_is_reconciled_not_duplicated(cache_dir, monkeypatch):
     # Retry backoff (0.25 s doubling) decides nothing here, the reconcile sweep does: shortened
     # so a row's run of 502s does not cost seconds of sleep (this test took ~12 s under load).
-    async def quick_backoff(attempt: int) -> None:
-        await anyio.sleep(min(0.02 * 2 ** (attempt - 1), 0.5))
-
-    monkeypatch.setattr(runner, "_backoff", quick_backoff)
+    monkeypatch.setattr(create, "backoff_delay", lambda attempt: min(0.02 * 2 ** (attempt - 1), 0.5))
     with serve(time_scale=0.01, seed=7, error_rate=0.3, error_statuses=(502,),
                fault_scope="create") as sim:
         res = go(prompts(15), sim, model=TEXT, retries=10)
@@ -458,7 +455,7 @@ def test_estimate_projects_cost_and_time_within_20_percent(cache_dir):
 
 
 def test_losing_track_of_a_prediction_keeps_its_marker_and_the_rerun_reattaches(cache_dir, monkeypatch):
-    monkeypatch.setattr(runner, "MAX_WAIT", 0)  # no Prefer: wait, so the row must poll
+    monkeypatch.setattr(create, "MAX_WAIT", 0)  # no Prefer: wait, so the row must poll
     with serve(time_scale=0.01, seed=8) as sim:
         version = replicate.Client(api_token=TOKEN, base_url=sim.url).models.get(TEXT).latest_version.id
         pinned = f"{TEXT}:{version}"  # no resolution request, so only the polls fail
