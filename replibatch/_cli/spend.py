@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import math
 
-__all__ = ["add_spend_parser", "spend_command"]
+__all__ = ["add_parser", "add_spend_parser", "handle", "spend_command"]
 
 _BY_CHOICES = ("model", "version", "day", "token", "status", "kind")
 
 
-def add_spend_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Register ``spend`` on the top-level command parser."""
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``spend`` to the top-level subcommands."""
     spend = commands.add_parser(
         "spend",
         help="what replibatch created and what it cost, from the ledger in the cache directory",
@@ -22,6 +22,21 @@ def add_spend_parser(commands: argparse._SubParsersAction) -> None:  # type: ign
                        help="only since WHEN: 7d, 24h, 90m, or an ISO date (default: everything)")
     spend.add_argument("--by", metavar="COLUMN", default="model", choices=_BY_CHOICES,
                        help=f"group by one of {', '.join(_BY_CHOICES)} (default: model)")
+    spend.set_defaults(handler=handle)
+
+
+add_spend_parser = add_parser  # the name before subcommands were registered by module
+
+
+def handle(args: argparse.Namespace) -> int:
+    """`spend_command`, its ConfigurationError (a bad ``--since``) as a CliError line."""
+    from replibatch._cli.common import CliError
+    from replibatch.errors import ConfigurationError
+
+    try:
+        return spend_command(args)
+    except ConfigurationError as exc:
+        raise CliError(str(exc)) from None
 
 
 def spend_command(args: argparse.Namespace) -> int:

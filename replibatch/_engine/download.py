@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 import anyio
 import httpx
 
+from replibatch._store.outputs import is_http_url
 from replibatch.errors import ConfigurationError, ReplicateAPIError, TransientError
 
 __all__ = [
@@ -81,7 +82,7 @@ class Downloaded:
 def check_output_url(url: str, api_base_url: str) -> None:
     """Raise DownloadError when `url` may not be fetched: not http(s), or an API endpoint."""
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if not is_http_url(url) or not parts.hostname:
         raise DownloadError(f"output URL {url!r} is not an http(s) URL; not fetched")
     api = urlsplit(api_base_url)
     if parts.hostname == api.hostname and (parts.path.startswith("/v1/") or parts.path == "/v1"):

@@ -136,7 +136,7 @@ class SpendLedger:
     (epoch seconds) is injectable so period arithmetic is testable.
     """
 
-    def __init__(self, directory: str | os.PathLike[str], *, clock=time.time) -> None:  # noqa: ANN001
+    def __init__(self, directory: str | os.PathLike[str], *, clock=time.time) -> None:
         self.path = Path(directory).expanduser().absolute() / LEDGER_FILE
         self._clock = clock
         self._local = threading.local()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import time
 from datetime import date, datetime, timedelta
 from pathlib import Path

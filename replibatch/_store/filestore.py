@@ -15,11 +15,9 @@ import base64
 import binascii
 import contextlib
 import hashlib
-import html
 import mimetypes
 import os
 import re
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -29,7 +27,19 @@ from urllib.parse import unquote_to_bytes, urlsplit
 import anyio
 import anyio.to_thread
 
-from replibatch._table.filetypes import EXT_BY_TYPE, TYPE_BY_SUFFIX, sniff
+from replibatch._store.atomic import TEMP_PREFIX, atomic_write_bytes
+
+# OutputFile and the URL tests live in `outputs` (what an output value is); importable from here.
+from replibatch._store.outputs import (
+    DATA_URI,
+    INLINE_LIMIT_BYTES,
+    OutputFile,
+    OutputKind,
+    is_data_uri,
+    is_http_url,
+    output_kind,
+)
+from replibatch._table.filetypes import EXT_BY_TYPE, sniff
 
 __all__ = [
     "INLINE_LIMIT_BYTES",
@@ -46,8 +56,6 @@ __all__ = [
 Fetch = Callable[[str], Awaitable[Any]]
 """``async fetch(url) -> bytes`` or ``-> (bytes, content_type)``; supplied by the runner."""
 
-#: Files up to this size are embedded in notebook HTML; larger ones are shown as a link.
-INLINE_LIMIT_BYTES = 5 * 2**20
 #: Files at least this large are hashed and written in a worker thread, off the event loop.
 _THREAD_WRITE_BYTES = 2**20
 _FILES_DIR = "files"
@@ -57,34 +65,12 @@ _FILES_DIR = "files"
 _SAFE_EXT = re.compile(r"\.[a-z0-9]{1,8}\Z")
 _STORED_NAME = re.compile(r"files/[0-9a-f]{2}/[0-9a-f]{64}(?:\.[a-z0-9]{1,8})?\Z")
 # Strict so that text which merely starts with "data:" ("data: 3 rows ...") is not taken for a URI.
-_DATA_URI = re.compile(
-    r"data:(?P<type>[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+)?"
-    r"(?P<params>(?:;[a-z0-9!#$&^_.+-]+=[^,;\s]+)*)(?P<base64>;base64)?,",
-    re.IGNORECASE,
-)
-
-
-def is_http_url(text: str) -> bool:
-    """True if `text` is exactly one http(s) URL with a host (no surrounding text)."""
-    if not text.startswith(("https://", "http://")) or any(c.isspace() for c in text):
-        return False
-    try:
-        return bool(urlsplit(text).netloc)
-    except ValueError:
-        return False
-
-
-def is_data_uri(text: str) -> bool:
-    """True if `text` is a well-formed ``data:`` URI."""
-    return text.startswith("data:") and _DATA_URI.match(text) is not None
-
-
 def decode_data_uri(text: str) -> tuple[bytes, str | None]:
     """Return ``(bytes, media type or None)`` of a ``data:`` URI.
 
     Raises ValueError when `text` is not a data URI or its base64 payload is invalid.
     """
-    match = _DATA_URI.match(text)
+    match = DATA_URI.match(text)
     if match is None:
         raise ValueError("not a data: URI")
     payload = text[match.end() :]
@@ -126,69 +112,6 @@ def choose_extension(data: bytes, url: str | None = None, content_type: str | No
     return _sniff_extension(data) or ".bin"
 
 
-class OutputFile(str):
-    """A local output file: a ``str`` of its absolute path, plus `path` and the original `url`.
-
-    Pandas, CSV and Parquet see a plain string; Jupyter shows images, audio and video inline.
-    """
-
-    __slots__ = ("url",)
-    url: str | None
-
-    def __new__(cls, path: str | os.PathLike[str], url: str | None = None) -> OutputFile:
-        self = super().__new__(cls, os.fspath(path))
-        self.url = url
-        return self
-
-    @property
-    def path(self) -> Path:
-        return Path(str(self))
-
-    @property
-    def media_type(self) -> str | None:
-        suffix = self.path.suffix.lower()
-        return TYPE_BY_SUFFIX.get(suffix) or mimetypes.guess_type(f"x{suffix}")[0]
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (OutputFile, (str(self), self.url))
-
-    def __repr__(self) -> str:
-        return f"OutputFile({str(self)!r}, url={self.url!r})"
-
-    def _repr_html_(self) -> str:
-        media_type = self.media_type or ""
-        kind = media_type.split("/", 1)[0]
-        name = html.escape(self.path.name, quote=True)
-        try:
-            size = self.path.stat().st_size
-        except OSError:
-            return f"<span>missing file {name}</span>"
-        if kind in ("image", "audio", "video") and size <= INLINE_LIMIT_BYTES:
-            data = base64.b64encode(self.path.read_bytes()).decode("ascii")
-            src = html.escape(f"data:{media_type};base64,{data}", quote=True)
-            title = html.escape(self.url or str(self), quote=True)
-            if kind == "image":
-                return f'<img src="{src}" title="{title}" alt="{name}" style="max-width:100%">'
-            return f'<{kind} controls src="{src}" title="{title}"></{kind}>'
-        href = html.escape(self.path.as_uri(), quote=True)
-        return f'<a href="{href}">{name}</a>'
-
-
-def _write_atomically(target: Path, data: bytes) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=target.suffix)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp_name, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp_name)
-        raise
-
-
 class FileStore:
     """Content-addressed files under ``<base>/files``; references are relative to `base`."""
 
@@ -217,7 +140,7 @@ class FileStore:
             with contextlib.suppress(OSError):
                 os.utime(target)
         else:
-            _write_atomically(target, data)
+            atomic_write_bytes(target, data, private=True)
         return OutputFile(target, url)
 
     def put_downloaded(self, downloaded: Any, *, url: str | None = None) -> OutputFile:
@@ -230,9 +153,9 @@ class FileStore:
         if target.exists():
             with contextlib.suppress(OSError):
                 os.utime(target)
-                os.unlink(downloaded.path)
+                Path(downloaded.path).unlink()
         else:
-            os.replace(downloaded.path, target)
+            Path(downloaded.path).replace(target)
         return OutputFile(target, url)
 
     def relative(self, file: str | os.PathLike[str]) -> str:
@@ -284,7 +207,7 @@ class FileStore:
     def _stored_files(self) -> list[Path]:
         if not self.root.is_dir():
             return []
-        return [p for p in self.root.glob("??/*") if not p.name.startswith(".tmp-")]
+        return [p for p in self.root.glob("??/*") if not p.name.startswith(TEMP_PREFIX)]
 
     async def localize_output(
         self, output: Any, fetch: Fetch, *, max_bytes: int | None = None
@@ -361,7 +284,7 @@ def _split_fetch_result(result: Any) -> tuple[bytes, str | None]:
 
 def _collect_files(value: Any, found: list[str]) -> None:
     if isinstance(value, str):
-        if not isinstance(value, OutputFile) and (is_http_url(value) or is_data_uri(value)):
+        if output_kind(value) in (OutputKind.URL, OutputKind.DATA_URI):
             found.append(value)
     elif isinstance(value, (list, tuple)):
         for item in value:

@@ -20,14 +20,16 @@ One encoder for every marker write (`encode`): JSON with lone surrogates kept
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+# The one encoder of stored JSON (entries and markers), under the name callers import from here.
+from replibatch._store.sqlite import encode_json as encode
 
 __all__ = [
     "HEARTBEAT_S",
@@ -104,14 +106,6 @@ class PendingMarker:
             float(marked) if isinstance(marked, (int, float)) else 0.0,
             Owner.from_json(value.get("owner")),
         )
-
-
-def encode(value: Mapping[str, Any], default: Callable[[Any], Any] | None = None) -> bytes:
-    """The bytes stored for a marker (compact JSON, lone surrogates kept). `default` converts
-    values JSON does not know (as in `json.dumps`); raises TypeError for one it cannot."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=default).encode(
-        "utf-8", "surrogatepass"
-    )
 
 
 def _pid_alive(pid: int) -> bool:

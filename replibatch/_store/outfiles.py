@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
+from replibatch._store.outputs import OutputKind, output_kind
 from replibatch._table.filetypes import TYPE_BY_SUFFIX
 
 __all__ = ["image_paths"]
 
 
 def _path(value: Any) -> Path | None:
-    if isinstance(value, os.PathLike):
+    kind = output_kind(value)
+    if kind is OutputKind.STORED_FILE:
+        candidate = Path(value.path)
+    elif kind is OutputKind.LOCAL_PATH:
+        # An absolute path in the user's own frame (or a Path): the judge and diff take those.
         candidate = Path(value)
-    elif isinstance(value, str):
-        # File-store outputs are str subclasses carrying the path; plain absolute paths work too.
-        text = str(getattr(value, "path", value))
-        if "\n" in text or len(text) > 4096 or (not text.startswith(("/", "\\")) and ":" not in text[:3]):
-            return None
-        candidate = Path(text)
     else:
         return None
     mime = TYPE_BY_SUFFIX.get(candidate.suffix.lower(), "")

@@ -7,7 +7,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -51,7 +52,7 @@ def summarize(result: pd.DataFrame, wall_s: float) -> dict[str, Any]:
     return {
         "rows": rows,
         "succeeded": int((status == "succeeded").sum()),
-        "failed": int(len(others)),
+        "failed": len(others),
         "by_status": dict(sorted(by_status.items(), key=lambda item: _status_order(item[0]))),
         "cached": int(cached.sum()),
         "cost_spent_usd": float(cost[~cached].sum()),
@@ -70,7 +71,8 @@ def format_summary(summary: Mapping[str, Any]) -> str:
     counts = [f"{summary['succeeded']} succeeded"]
     invalid = summary.get("invalid") or 0
     counts += [
-        f"{count} {status}" + (f" ({invalid} invalid input, not sent)" if status == "error" and invalid else "")
+        f"{count} {status}"
+        + (f" ({invalid} invalid input, not sent)" if status == "error" and invalid else "")
         for status, count in summary.get("by_status", {}).items()
     ]
     if summary.get("cached"):
@@ -249,7 +251,7 @@ def _wall(
 
 
 def _decimals_for(amount: float) -> int:
-    return max(2, 1 - int(math.floor(math.log10(abs(amount)))))
+    return max(2, 1 - math.floor(math.log10(abs(float(amount)))))
 
 
 def _format_duration(seconds: float) -> str:
@@ -259,7 +261,7 @@ def _format_duration(seconds: float) -> str:
         return f"{seconds * 1000:.0f} ms"
     if seconds < 60:
         return f"{seconds:.1f} s"
-    minutes, secs = divmod(int(round(seconds)), 60)
+    minutes, secs = divmod(round(float(seconds)), 60)  # float(): numpy 1.x rounds to a float64
     if minutes < 60:
         return f"{minutes}m {secs:02d}s"
     hours, minutes = divmod(minutes, 60)

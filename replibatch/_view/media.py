@@ -11,11 +11,10 @@ import base64
 import html
 import io
 import json
-import math
 from pathlib import Path
 from typing import Any
 
-from replibatch._store.filestore import OutputFile
+from replibatch._store.outputs import OutputKind, output_kind
 from replibatch._table.filetypes import TYPE_BY_SUFFIX, sniff
 from replibatch._view.theme import PALETTE_CSS
 
@@ -86,21 +85,12 @@ CSS = PALETTE_CSS + """
 
 def is_missing(value: Any) -> bool:
     """True for None, NaN, pd.NA and NaT (and False for lists, which pd.isna would split up)."""
-    if value is None:
-        return True
-    if isinstance(value, float):
-        return math.isnan(value)
-    try:
-        import pandas as pd
-
-        return value is pd.NA or value is pd.NaT
-    except ImportError:  # pragma: no cover - pandas is a dependency
-        return False
+    return output_kind(value) is OutputKind.MISSING
 
 
 def is_url(value: Any) -> bool:
-    """True for an http(s) URL string (shown as a link, never fetched)."""
-    return isinstance(value, str) and value.strip().lower().startswith(("http://", "https://"))
+    """True for exactly one http(s) URL (shown as a link, never fetched)."""
+    return output_kind(value) is OutputKind.URL
 
 
 def local_path(value: Any) -> Path | None:
@@ -110,21 +100,18 @@ def local_path(value: Any) -> Path | None:
     plain string or Path is not: a model's text output, or a prompt, can be
     "/home/me/.ssh/id_rsa". Missing files give None.
     """
-    if not isinstance(value, OutputFile):
-        return None  # text, never read from disk
-    candidate = value.path
-    try:
-        return candidate if candidate.is_file() else None
-    except (OSError, ValueError):
-        return None
+    return value.path if output_kind(value) is OutputKind.STORED_FILE else None
 
 
 def _looks_like_media_path(value: Any) -> bool:
-    """An absolute path string with a media suffix (used to say "missing file" instead of text)."""
-    if not isinstance(value, str) or "\n" in value or len(value) > 4096:
+    """A path string with a media suffix whose file is not ours or gone (shown as "missing file"
+    instead of as text)."""
+    if not isinstance(value, str) or output_kind(value) not in (
+        OutputKind.MISSING_FILE,
+        OutputKind.LOCAL_PATH,
+    ):
         return False
-    text = str(getattr(value, "path", value))
-    return text.startswith("/") and Path(text).suffix.lower() in TYPE_BY_SUFFIX
+    return Path(str(getattr(value, "path", value))).suffix.lower() in TYPE_BY_SUFFIX
 
 
 def media_type(path: Path) -> str | None:

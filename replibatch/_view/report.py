@@ -16,7 +16,6 @@ import html
 import io
 import math
 import os
-import secrets
 import warnings
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
@@ -26,6 +25,7 @@ from typing import Any
 import pandas as pd
 
 from replibatch import plot
+from replibatch._store.atomic import atomic_write
 from replibatch._table.frame import ADDED_COLUMNS, MODEL_COLUMN, SAMPLE_COLUMN, TIMELINE_COLUMNS
 from replibatch._table.summary import format_summary, format_usd, summarize
 from replibatch._view.compare import compare, finite_number, format_seconds
@@ -145,26 +145,6 @@ def write_report(res: pd.DataFrame, path: str | os.PathLike[str], **options: Any
     """
     page = build_report(res, **options)
     return atomic_write(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))
-
-
-def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], Any]) -> Path:
-    """Call ``write(tmp)`` on a fresh file name beside `path`, then rename it to `path`: readers
-    see the old file or the whole new one, never half of it (also used for results files).
-
-    The file gets the usual permissions (umask), unlike ``tempfile.mkstemp``'s private 0600.
-    Raises OSError when the directory is not writable or `write` fails (the temp file is removed).
-    """
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "x", encoding="utf-8"):
-            pass  # create it here so a name clash fails instead of overwriting
-        write(tmp)
-        tmp.replace(target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return target
 
 
 # -- sections ----------------------------------------------------------------------------------

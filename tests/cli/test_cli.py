@@ -9,16 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from replibatch._cli import main as cli
-from replibatch._cli.main import (
-    CliError,
-    main,
-    parse_duration,
-    parse_param,
-    parse_value,
-    read_frame,
-    write_frame,
-)
+from replibatch._cli import run as cli_run
+from replibatch._cli.common import CliError
+from replibatch._cli.files import read_frame, write_frame
+from replibatch._cli.main import main
+from replibatch._cli.params import parse_duration, parse_param, parse_value
 from replibatch._store.filestore import OutputFile
 
 DATA = Path(__file__).resolve().parents[2] / "data"
@@ -32,7 +27,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("REPLIBATCH_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("REPLICATE_API_TOKEN", raising=False)
     monkeypatch.delenv("REPLICATE_BASE_URL", raising=False)
-    monkeypatch.setattr(cli, "OFFLINE_SIM_OPTIONS", {**cli.OFFLINE_SIM_OPTIONS, "time_scale": 0.01})
+    monkeypatch.setattr(cli_run, "OFFLINE_SIM_OPTIONS", {**cli_run.OFFLINE_SIM_OPTIONS, "time_scale": 0.01})
     monkeypatch.chdir(tmp_path)
     return tmp_path
 

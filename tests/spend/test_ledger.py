@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from replibatch.errors import ConfigurationError
 from replibatch._spend.ledger import BudgetRefusal, SpendLedger, period_start, token_fingerprint
+from replibatch.errors import ConfigurationError
 
 
 class FakeClock:
@@ -102,7 +102,7 @@ def test_period_starts_are_local_calendar_periods():
     assert time.localtime(period_start("monthly", wednesday_noon))[:6] == (2026, 12, 1, 0, 0, 0)
 
 
-def _reserve_many(directory: str, count: int, queue) -> None:  # noqa: ANN001
+def _reserve_many(directory: str, count: int, queue) -> None:
     ledger = SpendLedger(directory)
     taken = sum(isinstance(ledger.reserve(0.1), str) for _ in range(count))
     queue.put(taken)

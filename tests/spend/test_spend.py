@@ -9,11 +9,11 @@ import pytest
 
 import replibatch as rb
 from replibatch._cli.main import main
-from replibatch.errors import ConfigurationError
 from replibatch._spend.spend import ledger_for, parse_since
+from replibatch.errors import ConfigurationError
 
 
-def _fill(ledger, rows):  # noqa: ANN001
+def _fill(ledger, rows):
     for pid, model, status, cost in rows:
         entry = ledger.reserve(1.0, model=model, token="tok-aaaa")
         ledger.attach(entry, pid)

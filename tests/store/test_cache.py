@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import tempfile
 import pickle
 import shutil
 import sqlite3
 import stat
+import tempfile
 import zlib
 from datetime import timedelta
 from pathlib import Path
@@ -25,8 +25,8 @@ from replibatch._store.cache import (
     default_cache_dir,
     open_cache,
 )
-from replibatch.errors import ConfigurationError
 from replibatch._store.keys import cache_key
+from replibatch.errors import ConfigurationError
 
 VERSION = "5c7d5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x01" * 40

@@ -14,7 +14,7 @@ import anyio
 import pandas as pd
 import pytest
 
-from replibatch._store import filestore
+from replibatch._store import filestore, outputs
 from replibatch._store.filestore import FileStore, OutputFile, choose_extension, localize_output
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
@@ -204,7 +204,7 @@ def test_repr_html_inlines_media_and_escapes(tmp_path: Path) -> None:
 
 
 def test_large_media_is_linked_not_inlined(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(filestore, "INLINE_LIMIT_BYTES", 10)
+    monkeypatch.setattr(outputs, "INLINE_LIMIT_BYTES", 10)  # OutputFile lives in outputs
     html = FileStore(tmp_path).put_bytes(PNG)._repr_html_()
     assert html.startswith("<a href=") and "base64" not in html
 

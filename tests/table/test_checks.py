@@ -22,7 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import replibatch as rb
-from replibatch._cli import main as cli
+from replibatch._cli import cache as cli_cache
+from replibatch._cli import run as cli_run
 from replibatch._cli.main import main
 from replibatch._table.frame import ADDED_COLUMNS, is_result_frame
 from replibatch._table.schema import InputSchema, shape_input
@@ -290,7 +291,7 @@ def test_files_on_the_cli_names_columns_of_the_input(tmp_path, monkeypatch, caps
     from PIL import Image
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(cli, "OFFLINE_SIM_OPTIONS", {**cli.OFFLINE_SIM_OPTIONS, "time_scale": 0.01})
+    monkeypatch.setattr(cli_run, "OFFLINE_SIM_OPTIONS", {**cli_run.OFFLINE_SIM_OPTIONS, "time_scale": 0.01})
     Image.new("RGB", (8, 8), "red").save("in.png")
     pd.DataFrame({"prompt": ["a"], "image": ["in.png"], "width": [64], "height": [64]}).to_csv(
         "in.csv", index=False)
@@ -379,7 +380,7 @@ def test_cache_clear_reclaims_files_no_result_references(sim, monkeypatch):
 
 def test_a_bare_cache_clear_asks_on_a_terminal(sim, monkeypatch, capsys):
     go(pd.DataFrame({"prompt": ["a"]}), sim, model=TEXT)
-    monkeypatch.setattr(cli, "_interactive", lambda: True)
+    monkeypatch.setattr(cli_cache, "_interactive", lambda: True)
     asked = []
     monkeypatch.setattr("builtins.input", lambda prompt: asked.append(prompt) or "n")
     assert main(["cache", "clear"]) == 0
@@ -391,7 +392,7 @@ def test_a_bare_cache_clear_asks_on_a_terminal(sim, monkeypatch, capsys):
 
 def test_a_bare_version_id_runs_offline_on_the_cli(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(cli, "OFFLINE_SIM_OPTIONS", {**cli.OFFLINE_SIM_OPTIONS, "time_scale": 0.01})
+    monkeypatch.setattr(cli_run, "OFFLINE_SIM_OPTIONS", {**cli_run.OFFLINE_SIM_OPTIONS, "time_scale": 0.01})
     pd.DataFrame({"prompt": ["a"]}).to_csv("in.csv", index=False)
     assert main(["run", "in.csv", "--model", version_of(TEXT), "--offline", "--quiet",
                  "--out", "r.jsonl"]) == 0
