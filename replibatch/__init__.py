@@ -21,6 +21,7 @@ from replibatch.errors import (
 if _typing.TYPE_CHECKING:  # what the lazy names below are, for mypy and IDEs
     from replibatch import plot, scorers
     from replibatch._engine.runner import arun, run
+    from replibatch._engine.train import atrain, train
     from replibatch._evaluate.diff import diff
     from replibatch._evaluate.judge import ajudge, judge
     from replibatch._evaluate.leaderboard import Leaderboard, leaderboard
@@ -29,7 +30,7 @@ if _typing.TYPE_CHECKING:  # what the lazy names below are, for mypy and IDEs
     from replibatch._spend.estimate import estimate
     from replibatch._spend.spend import set_budget, spend
     from replibatch._store.cache import CacheInfo, ResultCache, cache_info, clear_cache
-    from replibatch._table.grid import grid
+    from replibatch._table.grid import grid, trained_grid
     from replibatch._view.browse import browse
     from replibatch._view.compare import Comparison, compare
 
@@ -47,6 +48,7 @@ __all__ = [
     "__version__",
     "ajudge",
     "arun",
+    "atrain",
     "browse",
     "cache_info",
     "clear_cache",
@@ -64,6 +66,8 @@ __all__ = [
     "scorers",
     "set_budget",
     "spend",
+    "train",
+    "trained_grid",
 ]
 
 if not _typing.TYPE_CHECKING:  # mypy sees the imports above; a typo stays an error for it

@@ -25,6 +25,7 @@ LAZY: dict[str, tuple[str, str | None]] = {
     "ResultCache": ("replibatch._store.cache", "ResultCache"),
     "ajudge": ("replibatch._evaluate.judge", "ajudge"),
     "arun": ("replibatch._engine.runner", "arun"),
+    "atrain": ("replibatch._engine.train", "atrain"),
     "browse": ("replibatch._view.browse", "browse"),
     "cache_info": ("replibatch._store.cache", "cache_info"),
     "clear_cache": ("replibatch._store.cache", "clear_cache"),
@@ -42,6 +43,8 @@ LAZY: dict[str, tuple[str, str | None]] = {
     "scorers": ("replibatch.scorers", None),
     "set_budget": ("replibatch._spend.spend", "set_budget"),
     "spend": ("replibatch._spend.spend", "spend"),
+    "train": ("replibatch._engine.train", "train"),
+    "trained_grid": ("replibatch._table.grid", "trained_grid"),
 }
 
 

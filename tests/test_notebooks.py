@@ -56,6 +56,26 @@ _p = {
     "creates": server.stats.creates,
 }
 """,
+    "fine_tune_sweep.ipynb": """
+import json as _json
+_mean = scored.groupby(["steps", "learning_rate"])["score_sea"].mean()
+_p = {
+    "trained_status": trained["status"].tolist(),
+    "trained_versions": trained["version"].tolist(),
+    "trained_cost_positive": bool((trained["cost_usd"] > 0).all()),
+    "again_cached": again["cached"].tolist(),
+    "again_versions": again["version"].tolist(),
+    "training_creates": server.trainings.stats.creates,
+    "uploads": server.stats.requests.get("POST /v1/files", 0),
+    "res_rows": len(res),
+    "res_status": sorted(set(res["status"])),
+    "res_models": sorted(set(res["model"])),
+    "res_cost_positive": bool((res["cost_usd"] > 0).all()),
+    "mean_by_grid": {f"{s}/{lr}": float(v) for (s, lr), v in _mean.items()},
+    "base_score": float(sum(w in sea_only for t in base["output"] for w in words(t))),
+    "board_order": [list(i) for i in board.frame.index],
+}
+""",
     "parameter_sweep.ipynb": """
 import json as _json
 _t0 = res[res["temperature"] == 0.0].groupby(["prompt", "max_tokens"])["output"].nunique()
@@ -401,3 +421,33 @@ def test_evaluate_rates_ranks_and_diffs(executed: Callable[[str], Executed]) -> 
     # Exactly the answers that had hit the old max_tokens changed.
     assert p["changed_rows"] == p["truncated_rows"] and p["changed_rows"]
     assert p["only_different_rows"] == len(p["changed_rows"])
+
+
+# --- fine_tune_sweep ------------------------------------------------------------------------------
+
+
+def test_fine_tune_sweep_trains_four_versions_once(executed: Callable[[str], Executed]) -> None:
+    p = executed("fine_tune_sweep.ipynb").probe
+    assert p["trained_status"] == ["succeeded"] * 4
+    assert len(set(p["trained_versions"])) == 4
+    assert all(v.startswith("replibatch-sim/sea-llama:") for v in p["trained_versions"])
+    assert p["trained_cost_positive"]
+    assert p["again_cached"] == [True] * 4 and p["again_versions"] == p["trained_versions"]
+    assert p["training_creates"] == 4 and p["uploads"] == 1
+
+
+def test_fine_tune_sweep_ranks_hyper_parameters_by_what_the_versions_write(
+    executed: Callable[[str], Executed],
+) -> None:
+    run = executed("fine_tune_sweep.ipynb")
+    p = run.probe
+    assert p["res_rows"] == 16 and p["res_status"] == ["succeeded"]
+    assert sorted(p["res_models"]) == sorted(p["trained_versions"])
+    assert p["res_cost_positive"]
+    means = p["mean_by_grid"]
+    # Stronger training (more steps, higher rate) writes more of the corpus; the base none.
+    assert means["300/0.001"] > means["100/0.001"] > means["100/0.0002"]
+    assert means["300/0.0002"] > means["100/0.0002"] and p["base_score"] == 0
+    assert p["board_order"][0] == [300, 0.001]
+    assert run.data('rb.compare(scored', "text/html")
+    assert run.data("rb.plot.heatmap(", "image/png")

@@ -24,13 +24,13 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from replibatch._cli import cache, run, sim, spend
+from replibatch._cli import cache, run, sim, spend, train
 from replibatch._cli.common import CliError, Subcommand, error
 
 __all__ = ["SUBCOMMANDS", "CliError", "build_parser", "main"]
 
 # In the order `replibatch --help` lists them.
-SUBCOMMANDS: tuple[Subcommand, ...] = (run, cache, spend, sim)
+SUBCOMMANDS: tuple[Subcommand, ...] = (run, train, cache, spend, sim)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -58,11 +58,13 @@ class DownloadLimits:
     timeout: float = DEFAULT_DOWNLOAD_TIMEOUT
 
     def __post_init__(self) -> None:
-        if isinstance(self.max_file_bytes, bool) or not isinstance(self.max_file_bytes, int) or self.max_file_bytes < 1:
+        size = self.max_file_bytes
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ConfigurationError(
                 f"max_file_bytes must be a whole number of bytes >= 1, got {self.max_file_bytes!r}"
             )
-        if isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)) or not self.timeout > 0:
+        seconds = self.timeout
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
             raise ConfigurationError(
                 f"download_timeout must be a positive number of seconds, got {self.timeout!r}"
             )

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import math
 import sys
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from replibatch._engine.runsummary import RunSummary, bar_state
 from replibatch._table.summary import format_usd
@@ -31,8 +32,14 @@ TERMINAL_FORMAT = "{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} {elapsed
 
 
 def in_notebook() -> bool:
-    """True inside a Jupyter kernel (where tqdm.auto draws a widget bar)."""
-    return "ipykernel" in sys.modules
+    """True inside a running Jupyter kernel (where tqdm.auto draws a widget bar). ipykernel
+    merely imported (jupyter_client imports it to find its kernel spec) is not a notebook: there
+    ``display`` has no front end and returns no handle to update."""
+    if "ipykernel" not in sys.modules:
+        return False
+    from IPython import get_ipython
+
+    return getattr(get_ipython(), "kernel", None) is not None
 
 
 def bar_wanted(progress: bool | None) -> bool:
@@ -155,7 +162,7 @@ def open_progress(
         return Progress(bar, cached=done, live=live_view)
     from tqdm import tqdm
 
-    bar = tqdm(
+    terminal_bar = tqdm(
         total=total,
         initial=done,
         unit="row",
@@ -167,4 +174,4 @@ def open_progress(
     def echo(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    return Progress(bar, cached=done, echo=echo, compact=True)
+    return Progress(terminal_bar, cached=done, echo=echo, compact=True)

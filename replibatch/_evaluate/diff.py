@@ -77,7 +77,9 @@ def output_similarity(before: Any, after: Any) -> float:
         return math.nan
     if left == right:
         return 1.0
-    images_before, images_after = image_paths(before), image_paths(after)
+    # Read here only (hashed, never sent): plain paths from a Parquet round trip count.
+    images_before = image_paths(before, local_paths=True)
+    images_after = image_paths(after, local_paths=True)
     if images_before and images_after:
         try:
             pairs = list(zip(images_before, images_after, strict=False))

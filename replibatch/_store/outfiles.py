@@ -11,12 +11,12 @@ from replibatch._table.filetypes import TYPE_BY_SUFFIX
 __all__ = ["image_paths"]
 
 
-def _path(value: Any) -> Path | None:
+def _path(value: Any, *, local_paths: bool) -> Path | None:
     kind = output_kind(value)
     if kind is OutputKind.STORED_FILE:
         candidate = Path(value.path)
-    elif kind is OutputKind.LOCAL_PATH:
-        # An absolute path in the user's own frame (or a Path): the judge and diff take those.
+    elif kind is OutputKind.LOCAL_PATH and local_paths:
+        # A plain absolute path (a frame read back from Parquet holds str, not OutputFile).
         candidate = Path(value)
     else:
         return None
@@ -29,11 +29,15 @@ def _path(value: Any) -> Path | None:
         return None
 
 
-def image_paths(output: Any) -> list[Path]:
-    """The existing local image files `output` names: a path, or a list/tuple of paths.
+def image_paths(output: Any, *, local_paths: bool = False) -> list[Path]:
+    """The existing local image files `output` names: a stored file, or a list/tuple of them.
 
-    URLs, text and missing files give an empty list (never raises).
+    Only files of our store (`OutputFile`) count unless `local_paths`: a model's text output can
+    name any file on this machine ("/home/me/private.jpg"), so whatever sends the image away
+    (the judge uploads it) must not follow plain path text. `local_paths=True` is for readers
+    that only look at the bytes here (diff's image hash). URLs, text and missing files give an
+    empty list (never raises).
     """
     items = output if isinstance(output, (list, tuple)) else [output]
-    found = [_path(item) for item in items]
+    found = [_path(item, local_paths=local_paths) for item in items]
     return [path for path in found if path is not None]

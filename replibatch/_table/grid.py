@@ -10,9 +10,13 @@ import pandas as pd
 
 from replibatch.errors import ConfigurationError
 
-__all__ = ["grid"]
+__all__ = ["grid", "trained_grid"]
 
 SAMPLE_COLUMN = "sample"
+# What rb.train adds (`replibatch._table.training_plan.TRAINING_COLUMNS`): only the version and
+# the training id are carried into a grid, the rest describes the training, not its outputs.
+_TRAINING_RESULTS = ("status", "error", "queue_s", "predict_s", "latency_s", "cost_usd",
+                     "cost_basis", "cached", "cache_key")
 
 
 def _axis_values(name: str, value: Any) -> list[Any]:
@@ -77,3 +81,32 @@ def _cross(left: pd.DataFrame, right: pd.DataFrame) -> pd.DataFrame:
     outer = left.take(np.repeat(np.arange(len(left)), len(right))).reset_index(drop=True)
     inner = right.take(np.tile(np.arange(len(right)), len(left))).reset_index(drop=True)
     return pd.concat([outer, inner], axis=1)
+
+
+def trained_grid(
+    trained: pd.DataFrame, prompts: pd.DataFrame, *, model: str = "model", repeat: int = 1
+) -> pd.DataFrame:
+    """Every succeeded training of `trained` (an ``rb.train`` result) crossed with every row of
+    `prompts`: the trained ``version`` becomes the `model` column, and the hyper-parameter
+    columns and ``training_id`` come along, so ``rb.compare`` / ``rb.plot.heatmap`` /
+    ``rb.leaderboard`` can rank hyper-parameters by what the trained models produce.
+
+    Run it with ``rb.run(g, inputs=list(prompts.columns))``: the hyper-parameter columns are
+    labels of the rows, not inputs of the trained models. Rows are ordered trainings outermost.
+    Raises ConfigurationError when `trained` has no ``version`` column, no training
+    succeeded, or `prompts` has a column the trainings frame has too.
+    """
+    if "version" not in trained.columns or "status" not in trained.columns:
+        raise ConfigurationError("trained must be a frame rb.train returned (no 'version' column)")
+    done = trained[trained["status"] == "succeeded"]
+    if done.empty:
+        raise ConfigurationError("no training succeeded: nothing to run prompts against")
+    left = done.drop(columns=[c for c in _TRAINING_RESULTS if c in done.columns])
+    left = left.rename(columns={"version": model}).reset_index(drop=True)
+    clashes = [c for c in prompts.columns if c in left.columns]
+    if clashes:
+        raise ConfigurationError(f"prompts column {clashes[0]!r} is also a column of the trainings")
+    result = _cross(left, prompts.reset_index(drop=True))
+    if repeat > 1:
+        result = grid(result, repeat=repeat)
+    return result.reset_index(drop=True)

@@ -19,8 +19,8 @@ import replicate
 import replibatch as rb
 from replibatch._engine import reserve
 from replibatch._engine.session import Engine
-from replibatch.errors import TransientError
 from replibatch._store.keys import cache_key
+from replibatch.errors import TransientError
 from replibatch.sim import serve
 
 TOKEN = "r8_test_not_a_real_token_0000000000000000"

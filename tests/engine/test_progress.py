@@ -155,3 +155,15 @@ def test_live_view_draws_the_last_row_of_a_run(finished):
     for _ in range(finished):
         progress.tick({"status": "succeeded", "output": "x"}, {"prompt": "p"})
     assert f"{finished:,} of {finished:,} finished" in shown[-1]._repr_html_()
+
+
+def test_ipykernel_imported_without_a_running_kernel_is_not_a_notebook(monkeypatch):
+    # jupyter_client imports ipykernel to find its kernel spec (the notebook tests do so in this
+    # process); a run after that must keep the terminal bar, not open a live view with no front end.
+    import sys
+    import types
+
+    from replibatch._engine.progress import in_notebook
+
+    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+    assert not in_notebook()

@@ -19,10 +19,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import replicate
+from fakeclock import SkippingClock, run_on
 from PIL import Image
 
 import replibatch as rb
 from replibatch._engine import create
+from replibatch._engine.clock import backoff_delay
 from replibatch.errors import AuthenticationError, ConfigurationError
 from replibatch.sim import serve
 
@@ -47,6 +49,12 @@ def prompts(n: int, **extra) -> pd.DataFrame:
 def go(df, sim, **options):
     options.setdefault("progress", False)
     return rb.run(df, api_token=TOKEN, base_url=sim.url, **options)
+
+
+def go_on(clock, df, sim, **options):
+    """`go` with the engine on `clock` (its backoff and pauses take no real time)."""
+    options.setdefault("progress", False)
+    return run_on(clock, df, api_token=TOKEN, base_url=sim.url, **options)
 
 
 def test_rows_come_back_in_order_with_result_columns(sim, cache_dir):
@@ -114,9 +122,9 @@ def test_missing_token_is_a_clear_error(sim, cache_dir):
 
 
 def test_refused_token_raises_without_leaking_it(cache_dir):
-    with serve(time_scale=0.01, api_tokens={"r8_the_right_one"}) as sim:
-        with pytest.raises(AuthenticationError) as info:
-            go(prompts(2), sim, model=TEXT)
+    with serve(time_scale=0.01, api_tokens={"r8_the_right_one"}) as sim, \
+            pytest.raises(AuthenticationError) as info:
+        go(prompts(2), sim, model=TEXT)
     assert TOKEN not in str(info.value) and TOKEN not in repr(info.value)
 
 
@@ -184,14 +192,16 @@ def test_create_with_unknown_outcome_is_never_duplicated(cache_dir):
         assert sim.stats.duplicate_creates == 0
 
 
-def test_5xx_on_create_is_reconciled_not_duplicated(cache_dir, monkeypatch):
-    # Retry backoff (0.25 s doubling) decides nothing here, the reconcile sweep does: shortened
-    # so a row's run of 502s does not cost seconds of sleep (this test took ~12 s under load).
-    monkeypatch.setattr(create, "backoff_delay", lambda attempt: min(0.02 * 2 ** (attempt - 1), 0.5))
+def test_5xx_on_create_is_reconciled_not_duplicated(cache_dir):
+    # Retry backoff (0.25 s doubling) decides nothing here, the reconcile sweep does: on the
+    # skipping clock a row's run of 502s costs no sleep (this test took ~12 s under load).
+    clock = SkippingClock()
     with serve(time_scale=0.01, seed=7, error_rate=0.3, error_statuses=(502,),
                fault_scope="create") as sim:
-        res = go(prompts(15), sim, model=TEXT, retries=10)
+        res = go_on(clock, prompts(15), sim, model=TEXT, retries=10)
         assert (res["status"] == "succeeded").all()
+        # A sweep proved nothing was made, then the create was re-sent after its backoff.
+        assert backoff_delay(1) in clock.sleeps
         assert sim.stats.duplicate_creates == 0
 
 
@@ -460,7 +470,7 @@ def test_losing_track_of_a_prediction_keeps_its_marker_and_the_rerun_reattaches(
         version = replicate.Client(api_token=TOKEN, base_url=sim.url).models.get(TEXT).latest_version.id
         pinned = f"{TEXT}:{version}"  # no resolution request, so only the polls fail
         sim.configure(error_rate=1.0, error_statuses=(503,), fault_scope="read")
-        res = go(prompts(1), sim, model=pinned, retries=1)
+        res = go_on(SkippingClock(), prompts(1), sim, model=pinned, retries=1)
         assert res["status"].iloc[0] == "error"
         assert "re-run to re-attach" in res["error"].iloc[0]
         assert res["prediction_id"].iloc[0]

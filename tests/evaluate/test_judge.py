@@ -75,6 +75,28 @@ def test_vision_judge_gets_image_outputs_and_grades_more_steps_higher(sim: SimSe
     assert out.at[1, "score_judge"] > out.at[0, "score_judge"]
 
 
+def test_a_text_output_naming_a_local_image_is_never_uploaded(sim: SimServer, tmp_path) -> None:
+    # A model can answer with any text, such as the path of a private photo on this machine: the
+    # judge sends only files of our own store (OutputFile), never what plain text names.
+    private = tmp_path / "private.png"
+    images = rb.run(pd.DataFrame({"prompt": ["a dot"], "width": [64], "height": [64], "seed": [1]}),
+                    model="replibatch/pixel-diffusion", base_url=sim.url, api_token="r8_test",
+                    progress=False)
+    stored_file = images.at[0, "output"]
+    stored_file = stored_file[0] if isinstance(stored_file, list) else stored_file
+    private.write_bytes(stored_file.path.read_bytes())  # a real PNG
+    res = pd.DataFrame({"prompt": ["p"], "output": [str(private)], "status": ["succeeded"]})
+    uploads = sim.stats.requests.get("POST /v1/files", 0)
+    out = rb.judge(res, "replibatch/vision-judge", "Rate: {output}", base_url=sim.url,
+                   api_token="r8_test", progress=False)
+    assert sim.stats.requests.get("POST /v1/files", 0) == uploads
+    assert "colourfulness" not in str(out.at[0, "judge_reason"])  # it saw no image
+    # The stored file itself is what the judge may send.
+    stored = rb.judge(images, "replibatch/vision-judge", "Rate: {prompt}", base_url=sim.url,
+                      api_token="r8_test", progress=False)
+    assert "colourfulness" in str(stored.at[0, "judge_reason"])
+
+
 def test_bad_rubrics_raise_before_anything_is_sent(sim: SimServer) -> None:
     res = pd.DataFrame({"prompt": ["p"], "output": ["o"], "status": ["succeeded"]})
     creates = sim.stats.creates

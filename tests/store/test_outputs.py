@@ -63,8 +63,11 @@ def test_views_downloads_and_the_judge_all_follow_it(tmp_path: Path) -> None:
     assert local_path(stored) == stored.path and local_path(plain) is None
     assert is_url("https://x.test/a.png") and not is_url("https://x.test/a.png is the answer")
     assert is_missing(pd.NA) and is_missing(None) and not is_missing([]) and not is_missing("")
-    # The judge and diff take stored images and absolute image paths of the user's own frame.
-    assert image_paths([stored, plain, "https://x.test/a.png", "text"]) == [stored.path, stored.path]
+    # The judge (which uploads what it finds) takes only stored images; diff, which only hashes
+    # the bytes here, also takes plain absolute paths (a frame read back from Parquet).
+    found = [stored, plain, "https://x.test/a.png", "text"]
+    assert image_paths(found) == [stored.path]
+    assert image_paths(found, local_paths=True) == [stored.path, stored.path]
     # The downloader refuses what is not exactly one http(s) URL.
     check_output_url("https://replicate.delivery/a.png", "https://api.replicate.com/v1")
     for url in ("ftp://x.test/a.png", "https://x.test/a b.png", "HTTPS://"):
