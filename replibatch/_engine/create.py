@@ -29,13 +29,18 @@ from replibatch._http.edge import Edge
 from replibatch._spend.spendgate import BillingStop, is_payment_required
 from replibatch.errors import OutcomeUnknownError, RateLimitedError, ReplicateAPIError, TransientError
 
-__all__ = ["MAX_WAIT", "Creator", "Sent"]
+__all__ = ["MAX_WAIT", "Creator", "LaneClosed", "Sent"]
 
 MAX_WAIT = 60  # Prefer: wait=N accepts 1..60
 
 Sent = tuple[dict[str, Any], float, float]
 """A create's first prediction record, and when its successful attempt was sent (monotonic,
 wall clock)."""
+
+
+class LaneClosed(Exception):
+    """The create's token was set aside while it waited for its place (`still_wanted` said
+    so): nothing was sent, the caller moves the row to another token."""
 
 
 class Creator:
@@ -72,10 +77,13 @@ class Creator:
         wait: int | None = MAX_WAIT if limit is None else min(MAX_WAIT, math.floor(limit))
         return None if wait is not None and wait < 1 else wait
 
-    async def _place(self) -> None:
-        """Wait for the create's place under our limiter and the machine's shared one."""
+    async def _place(self, still_wanted: Callable[[], bool] | None = None) -> None:
+        """Wait for the create's place under our limiter and the machine's shared one. Raises
+        LaneClosed as soon as `still_wanted` says the place is no longer wanted."""
         place = self.limiter.reserve()
         while (pause := place.wait()) > 0:
+            if still_wanted is not None and not still_wanted():
+                raise LaneClosed
             # Wake early when the limiter re-plans (a 429 pause, a learned higher rate).
             await self._clock.wait(self._changed, pause)
         if self._shared is not None:
@@ -92,6 +100,7 @@ class Creator:
         key: str | None = None,
         *,
         cancel_after: float | None = None,
+        still_wanted: Callable[[], bool] | None = None,
     ) -> Sent:
         """Create one prediction, honouring the limiter.
 
@@ -104,12 +113,16 @@ class Creator:
         window proved that nothing was made. Raises OutcomeUnknownError when the sweep could not
         tell (the caller keeps the marker), TransientError / ReplicateAPIError when the create
         failed and created nothing (a 402 also stops every later create of the run).
+        `still_wanted` is asked after each wait for a place: False raises LaneClosed, unsent
+        (several tokens: this one was set aside meanwhile).
         """
         failures = throttles = 0
         limit = cancel_after if cancel_after is not None else self._timeout
         wait = self._wait_seconds(limit)
         while True:
-            await self._place()
+            await self._place(still_wanted)
+            if still_wanted is not None and not still_wanted():
+                raise LaneClosed
             if self._billing.stopped:
                 # The account answered 402: no create is sent any more in this run.
                 raise self._billing.error()
@@ -118,6 +131,7 @@ class Creator:
             )
             self._state.attempts[position] = attempt
             self._state.attempt_keys[position] = key
+            self._state.attempt_tokens[position] = self._token
             if key is not None:
                 self._state.unsent.discard(key)
             sent, sent_wall = self._clock.monotonic(), self._clock.wall()
@@ -176,6 +190,11 @@ class Creator:
             self._limiter_event(partial(self.limiter.on_success, sent_at=sent))
             self._state.claimed.add(body["id"])
             return body, sent, sent_wall
+
+    def wake(self) -> None:
+        """Wake every create waiting for its place (they ask `still_wanted` again)."""
+        self._changed.set()
+        self._changed = anyio.Event()
 
     def _throttled(self, hint: float | None, sent: float) -> None:
         episodes = self.limiter.episodes

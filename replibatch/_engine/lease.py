@@ -3,6 +3,7 @@ another run that holds it, and the result stored (or the marker dropped) at the 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -51,10 +52,13 @@ class Leases:
         *,
         sent_after: datetime | None = None,
         sent_input: dict[str, Any] | None = None,
+        tokens: Mapping[str, Any] | None = None,
     ) -> bool:
         """Write the row's marker. The one written before the create (`sent_after` given) is a
-        lease claim: False when another live run holds the key (nothing was written)."""
-        meta: dict[str, Any] = {"model": job.model, "version": target.identity}
+        lease claim: False when another live run holds the key (nothing was written).
+        `tokens`: which token made the prediction, or may send its create
+        (`replibatch._engine.tokenpool`: ``MARKER_TOKEN`` / ``MARKER_TOKENS``), kept in `meta`."""
+        meta: dict[str, Any] = {"model": job.model, "version": target.identity, **(tokens or {})}
         if sent_after is not None:
             meta["sent_at"] = sent_after.isoformat()
             meta["sent_input"] = sent_input

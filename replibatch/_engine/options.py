@@ -27,7 +27,7 @@ class RunOptions:
     retries: int = DEFAULT_RETRIES
     progress: bool | None = None
     live: bool | None = None
-    api_token: str | None = None
+    api_token: str | list[str] | None = None
     base_url: str | None = None
     client: Any = None
     hardware: dict[str, str] | None = None
@@ -39,8 +39,8 @@ class RunOptions:
     def checked(self) -> tuple[int, DownloadLimits]:
         """The concurrency to use and the download limits. Raises ConfigurationError for a
         concurrency or retries that is not a whole number in range, a rate_limit, timeout or
-        max_cost that is not a positive number, an api_token that is not one str, or invalid
-        download limits."""
+        max_cost that is not a positive number, or invalid download limits (`api_token` is
+        checked by `replibatch._engine.tokens.resolve_tokens`)."""
         concurrency = DEFAULT_CONCURRENCY if self.concurrency is None else self.concurrency
         if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
             raise ConfigurationError(f"concurrency must be a whole number >= 1, got {concurrency!r}")
@@ -51,9 +51,4 @@ class RunOptions:
         retries = self.retries
         if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
             raise ConfigurationError(f"retries must be a whole number >= 0, got {retries!r}")
-        if self.api_token is not None and not isinstance(self.api_token, str):
-            # Several tokens (a list, failover across accounts) are not supported yet (issue 16).
-            raise ConfigurationError(
-                f"api_token must be one token (a str), got {type(self.api_token).__name__}"
-            )
         return concurrency, DownloadLimits(self.max_file_bytes, self.download_timeout)

@@ -17,6 +17,7 @@ from replibatch._engine.outputs import is_streamed_text
 from replibatch._engine.reconcile import Attempt, parse_time
 from replibatch._engine.result import Row
 from replibatch._engine.target import Target
+from replibatch._engine.tokenpool import MARKER_TOKEN
 from replibatch._spend.cost import cost_of
 from replibatch._spend.ledger import BudgetRefusal
 from replibatch._store.markers import PendingMarker
@@ -26,6 +27,7 @@ from replibatch._table.refs import parse_model_ref
 from replibatch.errors import AuthenticationError, NotFoundError, OutcomeUnknownError, ReplicateAPIError
 
 if TYPE_CHECKING:
+    from replibatch._engine.lanes import Lane
     from replibatch._engine.session import Engine
 
 __all__ = ["TERMINAL", "run_job"]
@@ -62,15 +64,20 @@ def _utc(engine: Engine) -> datetime:
     return datetime.fromtimestamp(engine.clock.wall(), timezone.utc)
 
 
-async def reattach(engine: Engine, pending: PendingMarker, target: Target) -> dict[str, Any] | None:
+async def reattach(
+    engine: Engine, pending: PendingMarker, target: Target, lanes: list[Lane]
+) -> dict[str, Any] | None:
     """The prediction a previous run started for this row; None when it provably does not
     exist (a 404, or a full sweep found nothing). Raises OutcomeUnknownError when that
-    cannot be told (the service could not be asked): the row must not be sent."""
+    cannot be told (the service could not be asked): the row must not be sent. `lanes`: the
+    tokens that can see it (`TokenPool.marker_lanes`): the one that created it, or for a create
+    never answered, each token it may have been sent with."""
     prediction_id = pending.prediction_id
     if prediction_id:
+        lane = lanes[0]
         try:
             record: dict[str, Any] = (
-                await engine.reads(lambda: engine.edge.get_prediction(prediction_id))
+                await lane.reads(lambda: lane.edge.get_prediction(prediction_id))
             ).body
         except NotFoundError:
             return None
@@ -79,6 +86,7 @@ async def reattach(engine: Engine, pending: PendingMarker, target: Target) -> di
         except ReplicateAPIError as exc:
             raise OutcomeUnknownError(f"prediction {prediction_id} could not be read: {exc}") from None
         engine.state.claimed.add(record["id"])
+        engine.creator.adopt(record["id"], lane)
         return record
     meta = pending.meta
     # "sent_after" is what markers written before this version hold (already minus skew).
@@ -86,10 +94,15 @@ async def reattach(engine: Engine, pending: PendingMarker, target: Target) -> di
     sent_input = meta.get("sent_input")
     if sent_at is None or not isinstance(sent_input, dict):
         return None
-    outcome = await engine.reconciler.find(Attempt(target.kind, target.ident, sent_input, sent_at))
-    if outcome.unknown:
-        raise OutcomeUnknownError(outcome.reason)
-    return outcome.record
+    attempt = Attempt(target.kind, target.ident, sent_input, sent_at)
+    for lane in lanes:  # each account that may hold it, until one does
+        outcome = await lane.reconciler.find(attempt)
+        if outcome.unknown:
+            raise OutcomeUnknownError(outcome.reason)
+        if outcome.record is not None:
+            engine.creator.adopt(outcome.record["id"], lane)
+            return outcome.record
+    return None
 
 
 async def run_job(
@@ -122,7 +135,13 @@ async def run_job(
                         admission.settle(reservation, None)
                         return shared
                     continue
-                record = await reattach(engine, pending, target) if pending else None
+                readers = engine.pool.marker_lanes(pending.meta) if pending else []
+                if isinstance(readers, str):
+                    # Only the token that made it can see the prediction: the marker stays.
+                    await gate.release(entry)
+                    admission.settle(reservation, None)
+                    return _finish_row(engine, Row.failed("error", f"cannot re-attach: {readers}"), None)
+                record = await reattach(engine, pending, target, readers) if pending else None
                 if record is None and reservation is None and admission.reserves:
                     # A marker that led nowhere: this row is new spending after all.
                     admitted = await admission.admit(job, target)
@@ -137,7 +156,11 @@ async def run_job(
                 # Written before sending: a run killed while the create is held still lets
                 # the next run find the prediction instead of paying twice. It is a lease:
                 # refused when another live run took the key meanwhile.
-                if await leases.mark(key, "", job, target, sent_after=_utc(engine), sent_input=payload):
+                # It names every token the create may still go out with (several tokens).
+                if await leases.mark(
+                    key, "", job, target, sent_after=_utc(engine), sent_input=payload,
+                    tokens=engine.pool.marker_meta(),
+                ):
                     engine.state.unsent.add(key)
                     break
                 shared, pending = await leases.await_other_run(key)
@@ -160,15 +183,18 @@ async def run_job(
                 record, sent, sent_wall = await engine.creator.create(
                     job.position, target, payload, key, cancel_after=hold.deadline_s
                 )
-                await gate.attach(entry, record["id"])
+                token = engine.creator.lane_of(record["id"]).fingerprint
+                await gate.attach(entry, record["id"], token=token)
             else:
                 sent, sent_wall = engine.clock.monotonic(), engine.clock.wall()
                 engine.state.in_flight[record["id"]] = key
+                token = engine.creator.lane_of(record["id"]).fingerprint
                 # Re-attached to another run's prediction: our entry is dropped if the
                 # ledger has one for it already, else it becomes the prediction's.
-                await gate.attach(entry, record["id"])
+                await gate.attach(entry, record["id"], token=token)
+            made_by = {MARKER_TOKEN: token}  # reads of it use that token, in this run and later
             if key is not None and leases is not None and record.get("status") not in TERMINAL:
-                await leases.mark(key, record["id"], job, target)
+                await leases.mark(key, record["id"], job, target, tokens=made_by)
             limit = hold.deadline_s
             deadline = None
             if limit is not None:
@@ -200,11 +226,11 @@ async def run_job(
                     if key is not None and leases is not None:
                         # Paid for: the next run re-attaches and downloads again (Replicate
                         # keeps the files for an hour) instead of creating it anew.
-                        await leases.mark(key, record["id"], job, target)
+                        await leases.mark(key, record["id"], job, target, tokens=made_by)
                         key = None
             await gate.finish(
                 entry, record, row.stored(), model=target.model_name or job.model,
-                version=target.identity,
+                version=target.identity, token=token,
             )
             entry = None
             admission.settle(reservation, row.cost_usd)

@@ -25,6 +25,7 @@ from replibatch._engine.execute import execute
 from replibatch._engine.options import DEFAULT_CONCURRENCY, DEFAULT_RETRIES, RunOptions
 from replibatch._engine.runsummary import RunSummary
 from replibatch._engine.session import Engine, EngineOptions
+from replibatch._engine.tokens import resolve_tokens
 from replibatch._http.edge import Edge, resolve_token
 from replibatch._spend.budget import Budget
 from replibatch._spend.cost import PriceTable
@@ -78,7 +79,10 @@ _OPTIONS_DOC = """
         In a notebook, the live view of recent rows under the bar; default None (on).
     api_token
         The Replicate token; default None: ``REPLICATE_API_TOKEN``, or the ``client``'s. Sent
-        only to the API's origin, never stored or printed. One str (several: not supported).
+        only to the API's origin, never stored or printed. A list of tokens and profile names
+        (``["personal", "team"]`` reads ``REPLICATE_API_TOKEN_PERSONAL`` / ``_TEAM``) spreads
+        the creates over them and sets aside one answering 401/402 (README "Spend"); an unset
+        profile raises ConfigurationError before anything is sent.
     base_url
         The API's base URL; default None: ``REPLICATE_BASE_URL`` or Replicate's (the simulator's
         ``server.url`` for offline runs).
@@ -150,7 +154,7 @@ def run(
     retries: int = DEFAULT_RETRIES,
     progress: bool | None = None,
     live: bool | None = None,
-    api_token: str | None = None,
+    api_token: str | list[str] | None = None,
     base_url: str | None = None,
     client: Any = None,
     hardware: dict[str, str] | None = None,
@@ -201,7 +205,7 @@ async def arun(
     retries: int = DEFAULT_RETRIES,
     progress: bool | None = None,
     live: bool | None = None,
-    api_token: str | None = None,
+    api_token: str | list[str] | None = None,
     base_url: str | None = None,
     client: Any = None,
     hardware: dict[str, str] | None = None,
@@ -241,13 +245,17 @@ async def _arun_with(
         plan = frames.plan_jobs(df, model=model, inputs=inputs, files=options.files)
     table = PriceTable.default().with_overrides(prices=options.prices, hardware=options.hardware)
     store = await anyio.to_thread.run_sync(open_cache, options.cache)
-    token = resolve_token(options.api_token, options.client)
-    gate, standing = await anyio.to_thread.run_sync(_spend_gate, store, token)
+    # One token, a list of tokens, or profile names (`replibatch._engine.tokens`): checked
+    # here, before anything is sent.
+    tokens = resolve_tokens(options.api_token, resolve_token(None, options.client))
+    # With several tokens each ledger entry is given its creating token's fingerprint on attach.
+    single = tokens[0].token if len(tokens) == 1 else None
+    gate, standing = await anyio.to_thread.run_sync(_spend_gate, store, single)
     started = clock.monotonic()
-    edge = Edge(
-        api_token=options.api_token, base_url=options.base_url, client=options.client,
-        max_connections=concurrency + 16,
-    )
+    connect = {"base_url": options.base_url, "client": options.client,
+               "max_connections": concurrency + 16}
+    edges = [Edge(api_token=spec.token, **connect) for spec in tokens] or [Edge(**connect)]
+    edge = edges[0]
     shape = EngineOptions(
         concurrency=concurrency, rate_limit=options.rate_limit, timeout=options.timeout,
         retries=options.retries, refresh=options.refresh, progress=options.progress,
@@ -255,7 +263,7 @@ async def _arun_with(
     )
     engine = Engine(
         edge=edge, cache=store, options=shape, budget=Budget(options.max_cost), prices=table,
-        gate=gate, standing=standing, clock=clock,
+        gate=gate, standing=standing, clock=clock, tokens=tokens, edges=edges,
     )
     run_started(engine.owner)
     try:
@@ -270,7 +278,8 @@ async def _arun_with(
     finally:
         run_ended(engine.owner)
         with anyio.CancelScope(shield=True):
-            await edge.aclose()
+            for each in edges:
+                await each.aclose()
     with gc_paused(len(rows)):
         # The one place rows become the frame's columns (timeline and cache key included).
         result = frames.assemble(df, plan, [row.columns() for row in rows])
@@ -285,15 +294,18 @@ async def _arun_with(
     )
     summary = RunSummary(summarize(result, clock.monotonic() - started))
     summary["invalid"] = engine.state.invalid
-    creates = engine.creator.limiter
-    summary["create_rate_per_minute"] = creates.ceiling_per_minute
-    summary["create_rate_learned_per_minute"] = creates.rate_per_minute
-    summary["throttle_episodes"] = creates.episodes
-    summary["throttled"] = creates.refusals
-    summary["throttled_after_first_episode"] = creates.refusals_after_first
+    # Each token has its own limits: with several, the run's rates and counts are their sums.
+    limiters = [lane.creator.limiter for lane in engine.pool.lanes]
+    summary["create_rate_per_minute"] = sum(c.ceiling_per_minute for c in limiters)
+    summary["create_rate_learned_per_minute"] = sum(c.rate_per_minute for c in limiters)
+    summary["throttle_episodes"] = sum(c.episodes for c in limiters)
+    summary["throttled"] = sum(c.refusals for c in limiters)
+    summary["throttled_after_first_episode"] = sum(c.refusals_after_first for c in limiters)
     summary["poll"] = dataclasses.asdict(engine.poller.stats)
     summary["shared"] = engine.state.shared
     summary["spend_by_token"] = dict(engine.gate.spent_by_token)
+    if engine.pool.several:
+        summary["tokens"] = engine.pool.summary(engine.gate.spent_by_token)
     if engine.billing.stopped:
         summary["stopped"] = engine.billing.message()
     if engine.bar is not None:

@@ -18,18 +18,17 @@ import anyio
 
 from replibatch._engine.admission import Admission
 from replibatch._engine.clock import SYSTEM_CLOCK, Clock
-from replibatch._engine.create import Creator
 from replibatch._engine.download import DownloadLimits
 from replibatch._engine.interrupt import StopReport, stop_everything
+from replibatch._engine.lanes import NO_TOKEN, Lane, Pollers, PooledCreator
 from replibatch._engine.lease import Leases
 from replibatch._engine.outputs import Outputs
-from replibatch._engine.poller import Poller
 from replibatch._engine.progress import Progress
-from replibatch._engine.reads import Reads
-from replibatch._engine.reconcile import Reconciler
-from replibatch._engine.shared_limits import SharedSchedule
+from replibatch._engine.reconcile import Attempt, Outcome
 from replibatch._engine.state import RunState
 from replibatch._engine.target import Resolver
+from replibatch._engine.tokenpool import TokenPool
+from replibatch._engine.tokens import TokenSpec
 from replibatch._engine.uploads import Uploads
 from replibatch._http.edge import Edge
 from replibatch._spend.budget import Budget
@@ -75,7 +74,11 @@ class Engine:
         gate: SpendGate | None = None,
         standing: bool = False,
         clock: Clock = SYSTEM_CLOCK,
+        tokens: list[TokenSpec] | None = None,
+        edges: list[Edge] | None = None,
     ) -> None:
+        # One lane per token (`replibatch._engine.lanes`), `edges` in the order of `tokens`;
+        # `edge` is the first one's, for what any token may do (models, uploads, downloads).
         self.edge = edge
         self.cache = cache
         self.options = options
@@ -89,25 +92,30 @@ class Engine:
         self.slots = anyio.CapacityLimiter(options.concurrency)
         self.bar: Progress | None = None
         self.stop_report: StopReport | None = None
-        # Other processes on this machine using the same account share its limits with us.
-        shared_creates = shared_reads = None
-        if cache is not None:
-            shared_creates = SharedSchedule(cache.directory, edge.account, "create")
-            shared_reads = SharedSchedule(cache.directory, edge.account, "read")
-        self.reads = Reads(clock=clock, retries=options.retries, shared=shared_reads)
-        self.reconciler = Reconciler(self._list_page, self.state.claimed)
-        self.creator = Creator(
-            edge=edge, state=self.state, reconciler=self.reconciler, clock=clock,
-            rate_limit=options.rate_limit, retries=options.retries, timeout=options.timeout,
-            billing=self.billing, token=self.gate.token, shared=shared_creates,
-        )
+        specs = tokens or [NO_TOKEN]
+        several = len(specs) > 1
+        lanes = [
+            Lane.build(
+                spec, lane_edge, state=self.state, clock=clock,
+                cache_dir=cache.directory if cache is not None else None,
+                rate_limit=options.rate_limit, retries=options.retries, timeout=options.timeout,
+                # With one token its 402 stops the run; with several only that token is left.
+                billing=BillingStop() if several else self.billing,
+            )
+            for spec, lane_edge in zip(specs, edges or [edge], strict=True)
+        ]
+        self.pool: TokenPool[Lane] = TokenPool(lanes)
+        primary = lanes[0]
+        self.reads = primary.reads
+        self.reconciler = primary.reconciler
+        self.creator = PooledCreator(self.pool, self.billing)
         self.admission = Admission(
             budget=budget, prices=prices, gate=self.gate, timeout=options.timeout, standing=standing
         )
         self.resolver = Resolver(edge, self.reads)
         self.uploads = Uploads(edge, self.reads)
         self.outputs = Outputs(edge, self.reads, cache, options.downloads)
-        self.poller = Poller(edge, self.reads, clock=clock.monotonic)
+        self.poller = Pollers(lanes, self.creator.lane_of)
         self.writer = CacheWriter(cache, self.owner, options.refresh) if cache is not None else None
         self.leases = (
             Leases(cache, self.writer, self.owner, clock)
@@ -118,18 +126,12 @@ class Engine:
     def timeout(self) -> float | None:
         return self.options.timeout
 
-    async def _list_page(self, created_after: str | None, cursor_url: str | None) -> Any:
-        """One page of the account's predictions, for the reconcile sweep."""
-        if cursor_url:
-            reply = await self.reads(lambda: self.edge.list_predictions(cursor_url=cursor_url))
-        else:
-            reply = await self.reads(lambda: self.edge.list_predictions(created_after=created_after))
-        return reply.body
-
     async def cancel(self, prediction_id: str) -> dict[str, Any] | None:
-        """Cancel a prediction; its record, or None when the cancel failed."""
+        """Cancel a prediction (as the token that made it); its record, or None when the
+        cancel failed."""
+        lane = self.creator.lane_of(prediction_id)
         try:
-            reply = await self.reads(lambda: self.edge.cancel_prediction(prediction_id))
+            reply = await lane.reads(lambda: lane.edge.cancel_prediction(prediction_id))
         except ReplicateAPIError:
             return None
         body: dict[str, Any] | None = reply.body
@@ -140,12 +142,8 @@ class Engine:
         unanswered creates made (one sweep): shielded, bounded by `CLEANUP_SECONDS`. Markers
         of confirmed cancels are dropped so the next run creates those rows afresh."""
 
-        async def unpaced_page(created_after: str | None, cursor_url: str | None) -> Any:
-            reply = await self.edge.list_predictions(created_after=created_after, cursor_url=cursor_url)
-            return reply.body
-
         async def cancel_now(pid: str) -> Any:
-            return (await self.edge.cancel_prediction(pid)).body
+            return (await self.creator.lane_of(pid).edge.cancel_prediction(pid)).body
 
         unanswered = [
             (attempt, self.state.attempt_keys.get(position))
@@ -153,7 +151,7 @@ class Engine:
         ]
         report = await stop_everything(
             cancel=cancel_now,
-            sweep=lambda attempts: self.reconciler.sweep(attempts, unpaced_page),
+            sweep=self._sweep_unanswered,
             in_flight=dict(self.state.in_flight),
             unanswered=unanswered,
             deadline=CLEANUP_SECONDS,
@@ -164,3 +162,26 @@ class Engine:
                 self.writer.clear(key)
         self.stop_report = report
         return report
+
+    async def _sweep_unanswered(self, attempts: list[Attempt]) -> dict[Attempt, Outcome]:
+        """One unpaced sweep per token for the unanswered creates: each is looked for in the
+        account of the token that sent it (`RunState.attempt_tokens`)."""
+        sent_by = {
+            attempt: self.state.attempt_tokens.get(position)
+            for position, attempt in self.state.attempts.items()
+        }
+        outcomes: dict[Attempt, Outcome] = {}
+        for lane in self.pool.lanes:
+            mine = [a for a in attempts if sent_by.get(a, self.pool.lanes[0].fingerprint) in
+                    (lane.fingerprint, None)]
+            if not mine:
+                continue
+
+            async def unpaced_page(
+                created_after: str | None, cursor_url: str | None, edge: Edge = lane.edge
+            ) -> Any:
+                reply = await edge.list_predictions(created_after=created_after, cursor_url=cursor_url)
+                return reply.body
+
+            outcomes.update(await lane.reconciler.sweep(mine, unpaced_page))
+        return outcomes

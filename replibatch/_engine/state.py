@@ -17,6 +17,9 @@ class RunState:
     in_flight: dict[str, str | None] = field(default_factory=dict)
     attempts: dict[int, Attempt] = field(default_factory=dict)  # job position -> unanswered create
     attempt_keys: dict[int, str | None] = field(default_factory=dict)
+    # Job position -> fingerprint of the token an unanswered create was sent with (several
+    # tokens: the interrupt sweep looks for it in that token's account).
+    attempt_tokens: dict[int, str | None] = field(default_factory=dict)
     # Keys whose marker was written but whose create has not been sent (waiting for its place).
     unsent: set[str] = field(default_factory=set)
     claimed: set[str] = field(default_factory=set)  # prediction ids some row of this run owns

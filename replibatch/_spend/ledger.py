@@ -32,7 +32,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,7 +136,9 @@ class SpendLedger:
     (epoch seconds) is injectable so period arithmetic is testable.
     """
 
-    def __init__(self, directory: str | os.PathLike[str], *, clock=time.time) -> None:
+    def __init__(
+        self, directory: str | os.PathLike[str], *, clock: Callable[[], float] = time.time
+    ) -> None:
         self.path = Path(directory).expanduser().absolute() / LEDGER_FILE
         self._clock = clock
         self._local = threading.local()
@@ -209,9 +211,11 @@ class SpendLedger:
             )
         return entry_id
 
-    def attach(self, entry_id: str, prediction_id: str) -> None:
+    def attach(self, entry_id: str, prediction_id: str, *, token: str | None = None) -> None:
         """Bind an open entry to the prediction its create made (status ``created``). If the
-        prediction already has an entry (re-attached from an earlier run), this one is dropped."""
+        prediction already has an entry (re-attached from an earlier run), this one is dropped.
+        `token` (a fingerprint) names the token that created it, when the entry was reserved
+        before the run knew which of its tokens would send the create."""
         with self._write() as db:
             taken = db.execute(
                 "SELECT entry_id FROM spend WHERE prediction_id = ?", (prediction_id,)
@@ -220,8 +224,9 @@ class SpendLedger:
                 db.execute("DELETE FROM spend WHERE entry_id = ?", (entry_id,))
                 return
             db.execute(
-                "UPDATE spend SET prediction_id = ?, status = 'created' WHERE entry_id = ?",
-                (prediction_id, entry_id),
+                "UPDATE spend SET prediction_id = ?, status = 'created',"
+                " token = COALESCE(?, token) WHERE entry_id = ?",
+                (prediction_id, token, entry_id),
             )
 
     def release(self, entry_id: str) -> None:

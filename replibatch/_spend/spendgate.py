@@ -47,17 +47,20 @@ class BillingStop:
 
     token: str | None = None  # fingerprint of the token that was refused
     detail: str | None = None
+    text: str | None = None  # the whole line, when the caller words it (several tokens)
 
     @property
     def stopped(self) -> bool:
         return self.detail is not None
 
-    def trip(self, token: str | None, exc: ReplicateAPIError) -> None:
+    def trip(self, token: str | None, exc: ReplicateAPIError, *, text: str | None = None) -> None:
         if self.detail is None:
-            self.token, self.detail = token, exc.detail
+            self.token, self.detail, self.text = token, exc.detail, text
 
     def message(self) -> str:
         """The one line rows and the summary carry."""
+        if self.text is not None:
+            return self.text
         who = f"the account of token {self.token}" if self.token else "the account"
         return (
             f"{who} needs credit or billing: Replicate answered 402 Payment Required; add a payment "
@@ -133,12 +136,18 @@ class SpendGate:
     def open_entries(self) -> int:
         return len(self.open_ids)
 
-    async def attach(self, entry: str | None, prediction_id: str) -> None:
-        """Bind the entry to the prediction its create made (or a reconcile adopted)."""
+    async def attach(
+        self, entry: str | None, prediction_id: str, *, token: str | None = None
+    ) -> None:
+        """Bind the entry to the prediction its create made (or a reconcile adopted). `token`:
+        the fingerprint of the token that made it, when the run has several (else the gate's)."""
         if self.ledger is None or entry is None:
             return
         ledger = self.ledger
-        await anyio.to_thread.run_sync(lambda: ledger.attach(entry, prediction_id))
+        fingerprint = token or self.token
+        await anyio.to_thread.run_sync(
+            lambda: ledger.attach(entry, prediction_id, token=fingerprint)
+        )
 
     async def release(self, entry: str | None) -> None:
         """Drop the entry of a create that provably made nothing."""
@@ -157,13 +166,22 @@ class SpendGate:
             self.open_ids.discard(entry)
 
     async def finish(
-        self, entry: str | None, record: dict, row: dict, *, model: str | None, version: str | None
+        self,
+        entry: str | None,
+        record: dict,
+        row: dict,
+        *,
+        model: str | None,
+        version: str | None,
+        token: str | None = None,
     ) -> None:
         """Close the prediction's entry with its final status, predict time and cost. A
-        prediction re-attached from an earlier run's marker (no `entry`) is finished too."""
+        prediction re-attached from an earlier run's marker (no `entry`) is finished too.
+        `token`: the fingerprint of the token that created it (default: the gate's)."""
         cost = row.get("cost_usd")
-        if self.token is not None and isinstance(cost, (int, float)) and not math.isnan(cost):
-            self.spent_by_token[self.token] = self.spent_by_token.get(self.token, 0.0) + cost
+        fingerprint = token or self.token
+        if fingerprint is not None and isinstance(cost, (int, float)) and not math.isnan(cost):
+            self.spent_by_token[fingerprint] = self.spent_by_token.get(fingerprint, 0.0) + cost
         try:
             if self.ledger is not None:
                 ledger = self.ledger
@@ -173,7 +191,7 @@ class SpendGate:
                         record["id"], status=str(record.get("status") or row.get("status")),
                         predict_s=predict_s, cost_usd=_float(cost),
                         cost_basis=row.get("cost_basis"), model=model, version=version,
-                        token=self.token,
+                        token=fingerprint,
                     )
                 )
         finally:

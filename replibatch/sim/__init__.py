@@ -55,6 +55,7 @@ def serve(
     deployments: Iterable[SimDeployment] | None = None,
     api_tokens: Iterable[str] | None = None,
     credit: Mapping[str, float] | None = None,
+    separate_accounts: bool = False,
     create_rate: float | None = 600.0,
     create_burst: float | None = None,
     read_rate: float | None = 3000.0,
@@ -103,6 +104,10 @@ def serve(
       credit=None: prepaid USD per token, e.g. ``{"r8_a": 0.05}``: each finished prediction is
       charged its price-table cost to the token that created it; once spent, that token's
       creates get 402 "Billing required" (the recorded body). Unnamed tokens are unlimited.
+      separate_accounts=False: True makes each token its own account, as on the real service
+      (the spec's predictions.list: "all predictions created by the user or organization
+      associated with the provided API token"): a token lists only its own predictions, and
+      reading or canceling another token's prediction answers 404.
       page_size=100: predictions per page of ``GET /v1/predictions`` (newest first, filters
       ``created_after`` / ``created_before``, cursor ``next``; cheap however deep the paging).
       official_internal_names=True: a prediction of an official model created through
@@ -183,6 +188,7 @@ def serve(
     options = SimOptions(
         api_tokens=frozenset(api_tokens) if api_tokens is not None else None,
         credit=credit_pairs(credit) if credit is not None else None,
+        separate_accounts=separate_accounts,
         create_rate=rates["create_rate"],
         create_burst=rates["create_burst"],
         read_rate=rates["read_rate"],

@@ -24,6 +24,7 @@ class SimOptions:
 
     api_tokens: frozenset[str] | None = None
     credit: tuple[tuple[str, float], ...] | None = None  # (token, USD) pairs; see sim/credit.py
+    separate_accounts: bool = False
     create_rate: float | None = 600.0
     create_burst: float | None = None
     read_rate: float | None = 3000.0

@@ -87,6 +87,9 @@ class _SimApp(Lifecycle, CatalogRoutes, FileRoutes, StreamRoutes):
         self.predictions: dict[str, Prediction] = {}
         self.order: list[Prediction] = []
         self.created_wall: list[float] = []  # wall creation time of order[i], for list filters
+        # The same per token, for ``separate_accounts`` (each token its own account).
+        self.order_by_token: dict[str | None, list[Prediction]] = {}
+        self.created_wall_by_token: dict[str | None, list[float]] = {}
         self.files: dict[str, FileRecord] = {}
         self.blobs: dict[str, Blob] = {}
         self.runs: dict[str, int] = {}
@@ -157,7 +160,7 @@ class _SimApp(Lifecycle, CatalogRoutes, FileRoutes, StreamRoutes):
     ) -> web.StreamResponse:
         resource = request.match_info.route.resource
         template = resource.canonical if resource is not None else "<unmatched>"
-        self.stats.count_request(f"{request.method} {template}")
+        self.stats.count_request(f"{request.method} {template}", request_token(request))
         if not request.path.startswith("/v1/") or template.startswith("/v1/streams/"):
             response = await self._guarded(handler, request)
             self.stats.count_status(response.status)
@@ -313,11 +316,14 @@ class _SimApp(Lifecycle, CatalogRoutes, FileRoutes, StreamRoutes):
         self.order.append(prediction)
         # The time as the API writes it (whole microseconds), so a client's created_after of a
         # prediction's own created_at excludes exactly that prediction.
-        self.created_wall.append(_parse_query_time(iso(self.clock.wall(now))))
+        created_wall = _parse_query_time(iso(self.clock.wall(now)))
+        self.created_wall.append(created_wall)
+        self.order_by_token.setdefault(prediction.token, []).append(prediction)
+        self.created_wall_by_token.setdefault(prediction.token, []).append(created_wall)
         self.runs[model.ref] = self.runs.get(model.ref, 0) + 1
         target = {"model": model.ref, "version": version,
                   "deployment": deployment.ref if deployment else None}
-        self.stats.count_create(canonical_json({**target, "input": inputs}))
+        self.stats.count_create(canonical_json({**target, "input": inputs}), prediction.token)
         prediction.task = loop.create_task(self._run(prediction))
         if cancel_after is not None:
             # Real seconds from creation ("The lifetime is measured from when the prediction is
@@ -349,14 +355,22 @@ class _SimApp(Lifecycle, CatalogRoutes, FileRoutes, StreamRoutes):
     def _prediction_json(self, prediction: Prediction) -> dict[str, Any]:
         return prediction.to_json(self.base_url, self.clock)
 
-    async def get_prediction(self, request: web.Request) -> web.StreamResponse:
+    def _visible(self, request: web.Request) -> Prediction | None:
+        """The prediction the path names, if the request's account may see it (with
+        ``separate_accounts`` only the token that created it may)."""
         p = self.predictions.get(request.match_info["prediction_id"])
+        if p is not None and self.options.separate_accounts and p.token != request_token(request):
+            return None
+        return p
+
+    async def get_prediction(self, request: web.Request) -> web.StreamResponse:
+        p = self._visible(request)
         if p is None:
             return problem(404, "Not found", "Prediction not found")
         return _json(self._prediction_json(p))
 
     async def cancel_prediction(self, request: web.Request) -> web.StreamResponse:
-        p = self.predictions.get(request.match_info["prediction_id"])
+        p = self._visible(request)
         if p is None:
             return problem(404, "Not found", "Prediction not found")
         self._cancel(p)
@@ -379,7 +393,12 @@ class _SimApp(Lifecycle, CatalogRoutes, FileRoutes, StreamRoutes):
                 before = _parse_query_time(request.query["created_before"])
         except ValueError:
             return problem(400, "Bad request", "created_after / created_before must be ISO 8601")
-        page = page_of(self.created_wall, start, self.options.page_size, after, before)
+        order, created_wall = self.order, self.created_wall
+        if self.options.separate_accounts:
+            token = request_token(request)
+            order = self.order_by_token.get(token, [])
+            created_wall = self.created_wall_by_token.get(token, [])
+        page = page_of(created_wall, start, self.options.page_size, after, before)
         self.stats.count_list_page()
         query = "".join(
             f"&{name}={urllib.parse.quote(request.query[name])}"
@@ -390,7 +409,7 @@ class _SimApp(Lifecycle, CatalogRoutes, FileRoutes, StreamRoutes):
                      if page.next_start is not None else None),
             "previous": (self._page_url("/v1/predictions", page.previous_start) + query
                          if page.previous_start is not None else None),
-            "results": [self._prediction_json(self.order[i]) for i in page.positions],
+            "results": [self._prediction_json(order[i]) for i in page.positions],
         })
 
     def _page_url(self, path: str, position: int) -> str:

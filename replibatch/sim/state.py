@@ -187,6 +187,8 @@ class Stats:
 
     def _clear(self) -> None:
         self._requests: dict[str, int] = {}
+        self._requests_by_token: dict[str | None, dict[str, int]] = {}
+        self._creates_by_token: dict[str | None, int] = {}
         self._statuses: dict[int, int] = {}
         self._creates = 0
         self._creates_by_input: dict[str, int] = {}
@@ -206,9 +208,11 @@ class Stats:
             self._clear()
 
     # -- updates (server side) ---------------------------------------------------------------
-    def count_request(self, route: str) -> None:
+    def count_request(self, route: str, token: str | None = None) -> None:
         with self._lock:
             self._requests[route] = self._requests.get(route, 0) + 1
+            mine = self._requests_by_token.setdefault(token, {})
+            mine[route] = mine.get(route, 0) + 1
 
     def count_status(self, status: int, is_create: bool = False) -> None:
         with self._lock:
@@ -217,9 +221,10 @@ class Stats:
                 self._throttled += 1
                 self._throttled_creates += is_create
 
-    def count_create(self, key: str) -> None:
+    def count_create(self, key: str, token: str | None = None) -> None:
         with self._lock:
             self._creates += 1
+            self._creates_by_token[token] = self._creates_by_token.get(token, 0) + 1
             seen = self._creates_by_input.get(key, 0)
             self._creates_by_input[key] = seen + 1
             if seen:
@@ -267,6 +272,18 @@ class Stats:
     def creates(self) -> int:
         with self._lock:
             return self._creates
+
+    @property
+    def creates_by_token(self) -> dict[str | None, int]:
+        """Predictions created, by the token that created each (tests: how creates spread)."""
+        with self._lock:
+            return dict(self._creates_by_token)
+
+    @property
+    def requests_by_token(self) -> dict[str | None, dict[str, int]]:
+        """``requests`` split by the request's token (None: no token)."""
+        with self._lock:
+            return {token: dict(routes) for token, routes in self._requests_by_token.items()}
 
     @property
     def creates_by_input(self) -> dict[str, int]:

@@ -15,6 +15,7 @@ import replicate
 import replibatch as rb
 from replibatch._engine.options import RunOptions
 from replibatch._engine.runner import one_error
+from replibatch._engine.tokens import resolve_tokens
 from replibatch.errors import AuthenticationError, ConfigurationError
 from replibatch.sim import serve
 
@@ -57,8 +58,9 @@ def test_options_are_checked_before_anything_is_sent():
         RunOptions(concurrency=0).checked()
     with pytest.raises(ConfigurationError, match="retries"):
         RunOptions(retries=True).checked()  # type: ignore[arg-type]
+    # api_token (one token, or a list of tokens and profiles) is checked by resolve_tokens.
     with pytest.raises(ConfigurationError, match="api_token"):
-        RunOptions(api_token=["a", "b"]).checked()  # type: ignore[arg-type]
+        resolve_tokens(42)
     assert RunOptions().checked()[0] == 128
 
 

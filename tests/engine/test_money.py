@@ -18,7 +18,7 @@ import replicate
 
 import replibatch as rb
 from replibatch._engine import reserve
-from replibatch._engine.session import Engine
+from replibatch._http.edge import Edge
 from replibatch._store.keys import cache_key
 from replibatch.errors import TransientError
 from replibatch.sim import serve
@@ -75,12 +75,12 @@ def test_gateway_error_after_an_official_model_create_is_adopted(cache_dir):
 def test_a_sweep_that_cannot_finish_ends_the_row_error_and_the_next_run_reattaches(
     cache_dir, monkeypatch
 ):
-    async def cannot_list(self, created_after, cursor_url):
+    async def cannot_list(self, **_filters):
         raise TransientError("list unavailable", status=503)
 
     with serve(time_scale=0.01, seed=1, drop_after_create_rate=1.0, fault_scope="create") as sim:
         with monkeypatch.context() as patch:
-            patch.setattr(Engine, "_list_page", cannot_list)
+            patch.setattr(Edge, "list_predictions", cannot_list)
             res = go(prompts(6, max_tokens=4), sim, model=TEXT)
         assert (res["status"] == "error").all()
         assert res["error"].str.contains("create outcome unknown; the intent marker is kept").all()
