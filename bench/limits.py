@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from throughput import MODEL, TOKEN, Sim, _inputs
 
 import replibatch as rb
+from replibatch._http import Connection
 
 OURS_ONLY = False
 
@@ -170,7 +171,7 @@ def timeout_check(rows: int = 20) -> None:
     sim = Sim(predict_time=2.0, seed=3)
     try:
         recorder = _Recorder()
-        client = replicate.Client(api_token=TOKEN, base_url=sim.url, transport=recorder)
+        client = Connection(api_token=TOKEN, base_url=sim.url, transport=recorder)
         os.environ["REPLIBATCH_CACHE_DIR"] = tempfile.mkdtemp(prefix="rb-bench-")
         res = rb.run(pd.DataFrame(_inputs(rows)), model=MODEL, client=client, timeout=0.5, progress=False)
         stats = sim.stats()

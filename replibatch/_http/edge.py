@@ -1,87 +1,36 @@
-"""The one boundary between replibatch and the Replicate HTTP API.
+"""The one boundary between replibatch and the Replicate HTTP API: its operations.
 
-HTTP to Replicate goes through the official ``replicate`` client: its httpx client carries the
-auth header, base URL (``REPLICATE_BASE_URL`` honoured) and user agent. We call that httpx client
-directly rather than the SDK's model classes because those drop what we need: response headers
-(``Retry-After``, ``ratelimit-remaining``), the ``retry_after`` body field, and statuses such as
-``aborted`` that its pydantic models reject. Every foreign error (httpx transport errors, HTTP
-statuses, bodies that are not JSON) is translated into ``replibatch.errors`` here and nowhere else.
+HTTP goes through our own httpx clients (``replibatch._http.client``): the token and base URL
+come from ``replibatch._http.auth``, every foreign failure becomes one of ``replibatch.errors``
+in ``replibatch._http.errors``. We read raw JSON and headers because the engine needs what an
+SDK's models drop: ``Retry-After``, ``ratelimit-remaining``, the ``retry_after`` body field,
+statuses such as ``aborted``.
 
 Retrying is the runner's job; this module only says what happened. One distinction matters: a
 create whose request may have reached the server (the connection dropped after sending, a 5xx
-from a gateway) raises ``OutcomeUnknownError`` because a retry could pay for a duplicate.
+from a gateway, a reply that cannot be read) raises ``OutcomeUnknownError`` because a retry
+could pay for a duplicate.
 """
 
 from __future__ import annotations
 
-import functools
-import io
-import os
-import ssl
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
-import certifi
 import httpx
-import replicate
 
 from replibatch._engine.download import Downloaded, DownloadLimits, check_output_url, stream_to_file
-from replibatch._engine.limiter import retry_after_seconds
 from replibatch._engine.shared_limits import account_fingerprint
-from replibatch.errors import (
-    AuthenticationError,
-    ConfigurationError,
-    InvalidInputError,
-    NotFoundError,
-    OutcomeUnknownError,
-    RateLimitedError,
-    ReplicateAPIError,
-    TransientError,
-)
+from replibatch._http.auth import Connection, resolve_connection, resolve_token
+from replibatch._http.client import api_client, download_client, send, timeout_of
+from replibatch._http.reply import ApiReply
+from replibatch.errors import ConfigurationError, OutcomeUnknownError, ReplicateAPIError
 
-__all__ = ["ApiReply", "Edge", "resolve_token"]
+__all__ = ["ApiReply", "Connection", "Edge", "cancel_after_header", "resolve_token"]
 
-# Errors raised before a byte of the request left: retrying these can never duplicate anything.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
-
-
-_MAX_KEEPALIVE = 64
-
-
-@dataclass
-class ApiReply:
-    """A decoded JSON reply with the headers the limiter reads."""
-
-    status: int
-    body: Any
-    headers: Mapping[str, str] = field(default_factory=dict)
-
-
-def resolve_token(api_token: str | None, client: replicate.Client | None) -> str | None:
-    """The token to use: the argument, else the given client's, else ``REPLICATE_API_TOKEN``."""
-    if api_token:
-        return api_token
-    if client is not None and getattr(client, "_api_token", None):
-        return client._api_token  # noqa: SLF001 - the SDK has no public accessor
-    return os.environ.get("REPLICATE_API_TOKEN") or None
-
-
-def _problem_detail(body: Any, text: str) -> str:
-    if isinstance(body, dict):
-        for key in ("detail", "title", "error"):
-            if body.get(key):
-                return " ".join(str(body[key]).split())
-    snippet = " ".join(text.split())[:200]
-    return snippet or "no detail"
-
-
-@functools.lru_cache(maxsize=1)
-def _tls() -> ssl.SSLContext:
-    """One TLS context per process: loading the CA bundle takes ~0.3 s, too long to pay on the
-    first download of every run (outputs expire; the run may be racing that)."""
-    return ssl.create_default_context(cafile=certifi.where())
+MAX_WAIT_S = 60  # the spec's parameters_prefer_header: "wait=n where n is ... between 1 and 60"
 
 
 def cancel_after_header(seconds: float) -> str:
@@ -90,12 +39,29 @@ def cancel_after_header(seconds: float) -> str:
     return f"{text or '0'}s"
 
 
+def _prediction_path(target: tuple[str, str], input: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The create endpoint and body for ("version", id), ("model", "o/n") or ("deployment", "o/n").
+
+    Raises ValueError for another kind (a programming error).
+    """
+    kind, ident = target
+    if kind == "version":
+        return "/v1/predictions", {"version": ident, "input": input}
+    if kind == "model":
+        return f"/v1/models/{ident}/predictions", {"input": input}
+    if kind == "deployment":
+        return f"/v1/deployments/{ident}/predictions", {"input": input}
+    raise ValueError(f"unknown target kind {kind!r}")
+
+
 class Edge:
     """Async access to the Replicate API for one run (one event loop).
 
-    ``client`` is an official ``replicate.Client`` whose settings (token, base URL, transport) are
-    reused; a fresh SDK client is built per run because httpx async clients are bound to the loop
-    that created them. Raises ConfigurationError when a request is needed and no token is known.
+    ``api_token`` / ``base_url`` / ``client`` say which account and server (see
+    ``replibatch._http.auth``: ``client`` is an official client or a `Connection`);
+    ``transport`` (tests) replaces the network for API requests and downloads alike. Raises
+    ConfigurationError at once for an unusable client, base URL or token, and when a request
+    is needed and no token is known.
     """
 
     def __init__(
@@ -103,43 +69,24 @@ class Edge:
         *,
         api_token: str | None = None,
         base_url: str | None = None,
-        client: replicate.Client | None = None,
+        client: Any = None,
         max_connections: int = 100,
         request_timeout: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._token = resolve_token(api_token, client)
-        kwargs: dict[str, Any] = {}
-        if client is not None:
-            kwargs.update(getattr(client, "_client_kwargs", {}) or {})
-            base_url = base_url or getattr(client, "_base_url", None)
-        # A transport the caller chose (a proxy, a mock) also carries output downloads.
-        self._user_transport = kwargs.get("transport")
-        if "transport" not in kwargs:
-            # Measured on the simulator (bench/throughput.py): keeping more than ~64 idle
-            # connections made held requests come back seconds late; 64 keeps full speed.
-            limits = httpx.Limits(
-                max_connections=max_connections,
-                max_keepalive_connections=min(max_connections, _MAX_KEEPALIVE),
-            )
-            kwargs["transport"] = httpx.AsyncHTTPTransport(limits=limits, retries=0)
-        self._base_url = base_url or os.environ.get("REPLICATE_BASE_URL") or None
+        connection = resolve_connection(api_token, base_url, client, transport)
+        self._token = connection.api_token
+        self._base_url: str = connection.base_url or ""
         self._request_timeout = request_timeout
-        self._sdk = replicate.Client(
-            api_token=self._token,
-            base_url=self._base_url,
-            timeout=httpx.Timeout(request_timeout, connect=10.0, pool=None),
-            **kwargs,
+        self._http = api_client(
+            connection, max_connections=max_connections, request_timeout=request_timeout
         )
-        # The SDK's transport retries GETs on 429/503/504 by itself, up to 10 times over ~50 s,
-        # unpaced by our limiters; the runner retries instead, so let each request go once.
-        sdk_transport = getattr(self._sdk._async_client, "_transport", None)  # noqa: SLF001
-        if hasattr(sdk_transport, "max_attempts"):
-            sdk_transport.max_attempts = 1
-        self._downloads: httpx.AsyncClient | None = None
-        self._download_client()  # built now, not while an expiring output waits for it
+        # A transport the caller chose (a mock, a recorder) also carries output downloads.
+        # Built now, not while an expiring output waits for it.
+        self._downloads = download_client(connection.transport)
 
     def __repr__(self) -> str:
-        return f"Edge(base_url={self._base_url or 'https://api.replicate.com'!r})"
+        return f"Edge(base_url={self._base_url!r})"
 
     @property
     def account(self) -> str:
@@ -151,6 +98,10 @@ class Edge:
     def has_token(self) -> bool:
         return bool(self._token)
 
+    @property
+    def api_base_url(self) -> str:
+        return self._base_url
+
     def require_token(self) -> None:
         """Raise ConfigurationError unless a token is known."""
         if not self._token:
@@ -160,10 +111,8 @@ class Edge:
             )
 
     async def aclose(self) -> None:
-        http = self._sdk._async_client  # noqa: SLF001
-        await http.aclose()
-        if self._downloads is not None:
-            await self._downloads.aclose()
+        await self._http.aclose()
+        await self._downloads.aclose()
 
     async def request(
         self,
@@ -178,66 +127,36 @@ class Edge:
     ) -> ApiReply:
         """Send one request; return the decoded reply or raise a ``ReplicateAPIError``.
 
-        ``creates`` marks a request that creates something billable: failures after the request
-        may have been sent raise OutcomeUnknownError instead of TransientError.
+        ``path`` is relative to the base URL (``/v1/...``) or an absolute URL on the API's own
+        origin (a record's ``urls.get``). ``creates`` marks a request that creates something
+        billable: failures after the request may have been sent raise OutcomeUnknownError
+        instead of TransientError. Raises ConfigurationError without sending when no token is
+        known, the body is not JSON, or ``path`` points at another origin.
         """
         self.require_token()
-        http = self._sdk._async_client  # noqa: SLF001
-        extra: dict[str, Any] = {}
-        if timeout is not None:
-            extra["timeout"] = httpx.Timeout(timeout, connect=10.0, pool=None)
-        try:
-            response = await http.request(
-                method, path, json=json, params=params, headers=headers, **extra
-            )
-        except _NOT_SENT as exc:
-            raise TransientError(f"could not connect: {type(exc).__name__}") from None
-        except httpx.TransportError as exc:
-            kind = OutcomeUnknownError if creates else TransientError
-            raise kind(f"connection lost: {type(exc).__name__}") from None
-        return self._decode(response, creates=creates)
-
-    def _decode(self, response: httpx.Response, *, creates: bool) -> ApiReply:
-        status = response.status_code
-        try:
-            body = response.json() if response.content else None
-            parsed = True
-        except ValueError:
-            body, parsed = None, False
-        if status < 400 and parsed:
-            return ApiReply(status, body, response.headers)
-        detail = _problem_detail(body, response.text if not parsed else "")
-        if status < 400:
-            raise TransientError(f"reply was not JSON (HTTP {status})", status=status)
-        if status == 401:
-            raise AuthenticationError(
-                "the API token was not accepted (check REPLICATE_API_TOKEN)", status=status
-            )
-        if status == 404:
-            raise NotFoundError(detail, status=status)
-        if status == 429:
-            raise RateLimitedError(
-                detail, status=status, retry_after=retry_after_seconds(response.headers, body)
-            )
-        if status >= 500 or not parsed:
-            kind = OutcomeUnknownError if creates and status >= 500 else TransientError
-            raise kind(detail, status=status)
-        if status == 422:
-            raise InvalidInputError(detail, status=status)
-        raise ReplicateAPIError(detail, status=status)
+        return await send(
+            self._http,
+            method,
+            path,
+            creates=creates,
+            json_body=json,
+            params=params,
+            headers=headers,
+            timeout=None if timeout is None else timeout_of(timeout),
+        )
 
     # -- operations -------------------------------------------------------------------------
 
-    async def get_model(self, owner: str, name: str) -> dict:
+    async def get_model(self, owner: str, name: str) -> Any:
         return (await self.request("GET", f"/v1/models/{owner}/{name}")).body
 
-    async def get_deployment(self, owner: str, name: str) -> dict:
+    async def get_deployment(self, owner: str, name: str) -> Any:
         return (await self.request("GET", f"/v1/deployments/{owner}/{name}")).body
 
     async def create_prediction(
         self,
         target: tuple[str, str],
-        input: dict,
+        input: dict[str, Any],
         *,
         wait: int | None,
         cancel_after: float | None = None,
@@ -248,28 +167,27 @@ class Edge:
         time passes (``Prefer: wait=N``). With ``cancel_after`` (seconds) Replicate itself
         cancels the prediction that long after its creation (``Cancel-After``, the spec's
         ``parameters_cancel_after_header``: a duration such as ``90s``; its minimum is 5 s),
-        so it stops billing even if this process dies.
+        so it stops billing even if this process dies. Raises ValueError for a bad ``wait``;
+        OutcomeUnknownError when a reply came but holds no prediction id (it may exist).
         """
-        kind, ident = target
-        if kind == "version":
-            path, body = "/v1/predictions", {"version": ident, "input": input}
-        elif kind == "model":
-            path, body = f"/v1/models/{ident}/predictions", {"input": input}
-        elif kind == "deployment":
-            path, body = f"/v1/deployments/{ident}/predictions", {"input": input}
-        else:  # pragma: no cover - programming error
-            raise ValueError(f"unknown target kind {kind!r}")
+        path, body = _prediction_path(target, input)
         headers: dict[str, str] = {}
         if wait:
-            if not 1 <= wait <= 60 or int(wait) != wait:
+            if not 1 <= wait <= MAX_WAIT_S or int(wait) != wait:
                 raise ValueError(f"wait must be a whole number of seconds in 1..60, got {wait!r}")
             headers["Prefer"] = f"wait={int(wait)}"
         if cancel_after is not None:
             headers["Cancel-After"] = cancel_after_header(cancel_after)
         timeout = (wait + self._request_timeout) if wait else None
-        return await self.request(
+        reply = await self.request(
             "POST", path, json=body, headers=headers or None, timeout=timeout, creates=True
         )
+        if not isinstance(reply.body, dict) or not isinstance(reply.body.get("id"), str):
+            # A success status without a prediction: it may have been created all the same.
+            raise OutcomeUnknownError(
+                f"the create's reply (HTTP {reply.status}) holds no prediction id", status=reply.status
+            )
+        return reply
 
     async def get_prediction(self, prediction_id: str) -> ApiReply:
         return await self.request("GET", f"/v1/predictions/{prediction_id}")
@@ -286,7 +204,8 @@ class Edge:
     ) -> ApiReply:
         """One page of the account's predictions, newest first (the spec's ``created_after``
         is "at or after", ``created_before`` strictly before). A ``cursor_url`` (a page's
-        ``next``) already carries the filters."""
+        ``next``) already carries the filters; only its path and query are used, so the token
+        goes to the API's origin whatever host the page names."""
         if cursor_url:
             parts = urlsplit(cursor_url)
             path = parts.path + (f"?{parts.query}" if parts.query else "")
@@ -299,44 +218,37 @@ class Edge:
         return await self.request("GET", "/v1/predictions", params=params or None)
 
     async def upload_file(self, data: bytes, *, filename: str, content_type: str) -> str:
-        """Upload bytes through the files API; return the URL to pass as input."""
+        """Upload bytes through the files API (``POST /v1/files``, multipart field ``content``,
+        as recorded in cassettes/file-operations.yaml); return the URL to pass as input.
+
+        Raises the errors of ``replibatch._http.errors`` (an upload is not billable: a dropped
+        connection is a TransientError) and ReplicateAPIError when the reply names no URL.
+        """
         self.require_token()
-        try:
-            created = await self._sdk.files.async_create(
-                io.BytesIO(data), filename=filename, content_type=content_type
-            )
-        except replicate.exceptions.ReplicateError as exc:
-            status = exc.status or 0
-            kind = TransientError if status >= 500 else ReplicateAPIError
-            raise kind(exc.detail or exc.title or "file upload failed", status=status) from None
-        except httpx.TransportError as exc:
-            raise TransientError(f"file upload failed: {type(exc).__name__}") from None
-        return created.urls["get"]
-
-    @property
-    def api_base_url(self) -> str:
-        return str(self._sdk._async_client.base_url)
-
-    def _download_client(self) -> httpx.AsyncClient:
-        if self._downloads is None:
-            extra: dict[str, Any] = (
-                {"transport": self._user_transport} if self._user_transport else {"verify": _tls()}
-            )
-            # No auth: the token is never sent with a file (see replibatch._engine.download). The read
-            # timeout guards a stalled connection; the total deadline is stream_to_file's.
-            self._downloads = httpx.AsyncClient(
-                timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True, **extra
-            )
-        return self._downloads
+        reply = await send(
+            self._http,
+            "POST",
+            "/v1/files",
+            creates=False,
+            files={"content": (filename, data, content_type)},
+            # The body may be large: no bound on writing it or on the server's reply to it.
+            timeout=timeout_of(None),
+        )
+        urls = reply.body.get("urls") if isinstance(reply.body, dict) else None
+        url = urls.get("get") if isinstance(urls, dict) else None
+        if not isinstance(url, str):
+            raise ReplicateAPIError("file upload reply named no urls.get", status=reply.status)
+        return url
 
     async def download(
         self, url: str, directory: Path, limits: DownloadLimits | None = None
     ) -> Downloaded:
-        """Fetch an output file into a temporary file in `directory` (see `replibatch._engine.download`).
+        """Fetch an output file into a temporary file in `directory` (see
+        `replibatch._engine.download`).
 
         Never sends the API token; refuses URLs that point at the API. Raises DownloadError for
         a refused URL, a file over the byte cap, a download past its deadline or a 4xx, and
         TransientError for a 5xx or a dropped connection.
         """
         check_output_url(url, self.api_base_url)
-        return await stream_to_file(self._download_client(), url, directory, limits or DownloadLimits())
+        return await stream_to_file(self._downloads, url, directory, limits or DownloadLimits())

@@ -14,6 +14,7 @@ import replicate
 import replibatch as rb
 from replibatch._engine import create
 from replibatch._engine.shared_limits import SharedSchedule, account_fingerprint
+from replibatch._http import Connection
 from replibatch.sim import serve
 
 TOKEN = "r8_test_not_a_real_token_0000000000000000"
@@ -83,7 +84,7 @@ class _Recorder(httpx.AsyncBaseTransport):
 def test_rows_end_at_their_deadline_and_the_create_carries_cancel_after(timeout):
     with serve(time_scale=1.0, predict_time=3.0, seed=3) as sim:
         recorder = _Recorder()
-        client = replicate.Client(api_token=TOKEN, base_url=sim.url, transport=recorder)
+        client = Connection(api_token=TOKEN, base_url=sim.url, transport=recorder)
         started = time.monotonic()
         res = rb.run(prompts(4), model=TEXT, client=client, timeout=timeout, progress=False)
         wall = time.monotonic() - started

@@ -21,6 +21,7 @@ import pytest
 import replicate
 
 import replibatch as rb
+from replibatch._http import Connection
 from replibatch._spend.spend import ledger_for
 from replibatch.sim import SimServer
 from replibatch.sim.trainers import read_zip
@@ -172,7 +173,7 @@ class _AsyncNoListing(httpx.AsyncBaseTransport):
 def test_an_unknown_create_outcome_that_cannot_be_reconciled_keeps_its_marker(sim):
     make_destination(sim, "sea-llama")
     sim.configure(error_after_create_rate=1.0, fault_scope="create")
-    client = replicate.Client(api_token=TOKEN, base_url=sim.url, transport=_AsyncNoListing())
+    client = Connection(api_token=TOKEN, base_url=sim.url, transport=_AsyncNoListing())
     df = sweep().head(1)
     out = rb.train(df, trainer=pinned(sim), destination=f"{ME}/sea-llama", client=client,
                    retries=1, progress=False)

@@ -11,7 +11,6 @@ from typing import Any
 import httpx
 import pandas as pd
 import pytest
-import replicate
 from cassettes import (
     Interaction,
     ReplayExhausted,
@@ -23,6 +22,7 @@ from cassettes import (
 
 import replibatch as rb
 from replibatch._engine.outcome import apply_final_status
+from replibatch._http import Connection
 from replibatch._table.frame import TOKEN_COLUMNS, prediction_row
 from replibatch.sim import SimServer
 
@@ -141,8 +141,8 @@ def test_a_lost_official_model_create_recorded_there_is_adopted_not_resent(tmp_p
             return httpx.Response(200, json=finished)
         raise ReplayExhausted(f"{request.method} {path}")
 
-    client = replicate.Client(api_token="r8_test", base_url="https://api.replicate.com",
-                              transport=httpx.MockTransport(handler))
+    client = Connection(api_token="r8_test", base_url="https://api.replicate.com",
+                        transport=httpx.MockTransport(handler))
     res = rb.run(pd.DataFrame({"prompt": ["write a haiku about llamas"]}), model=model,
                  client=client, cache=str(tmp_path / "cache"), progress=False)
     assert len(posts) == 1  # sent once, never again
