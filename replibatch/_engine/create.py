@@ -138,7 +138,7 @@ class Creator:
             self.limiter.on_sent(sent)
             try:
                 reply = await self._edge.create_prediction(
-                    target.endpoint, payload, wait=wait,
+                    target, payload, wait=wait,
                     cancel_after=None if cancel_after is None else max(
                         cancel_after, reserve.CANCEL_AFTER_MINIMUM_S
                     ),

@@ -39,7 +39,7 @@ class Target:
 
     @property
     def endpoint(self) -> tuple[str, str]:
-        """``(kind, ident)``: what the HTTP boundary's create takes."""
+        """``(kind, ident)``; the HTTP boundary's create takes the Target itself (an `Endpoint`)."""
         return (self.kind, self.ident)
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -28,7 +28,7 @@ from replibatch._http.client import api_client, download_client, send, timeout_o
 from replibatch._http.reply import ApiReply
 from replibatch.errors import ConfigurationError, OutcomeUnknownError, ReplicateAPIError
 
-__all__ = ["ApiReply", "Connection", "Edge", "cancel_after_header", "resolve_token"]
+__all__ = ["ApiReply", "Connection", "Edge", "Endpoint", "cancel_after_header", "resolve_token"]
 
 MAX_WAIT_S = 60  # the spec's parameters_prefer_header: "wait=n where n is ... between 1 and 60"
 
@@ -39,12 +39,29 @@ def cancel_after_header(seconds: float) -> str:
     return f"{text or '0'}s"
 
 
-def _prediction_path(target: tuple[str, str], input: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """The create endpoint and body for ("version", id), ("model", "o/n") or ("deployment", "o/n").
+class Endpoint(Protocol):
+    """Where predictions are created: what the engine's `Target` is to this boundary."""
+
+    @property
+    def kind(self) -> str:
+        """``"version"``, ``"model"`` or ``"deployment"``."""
+        ...
+
+    @property
+    def ident(self) -> str:
+        """The version id, or ``owner/name`` of the model or deployment."""
+        ...
+
+
+def _prediction_path(
+    target: Endpoint | tuple[str, str], input: dict[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    """The create endpoint and body for a target of kind "version" (id), "model" ("o/n") or
+    "deployment" ("o/n"), given whole or as a ``(kind, ident)`` pair.
 
     Raises ValueError for another kind (a programming error).
     """
-    kind, ident = target
+    kind, ident = target if isinstance(target, tuple) else (target.kind, target.ident)
     if kind == "version":
         return "/v1/predictions", {"version": ident, "input": input}
     if kind == "model":
@@ -155,13 +172,15 @@ class Edge:
 
     async def create_prediction(
         self,
-        target: tuple[str, str],
+        target: Endpoint | tuple[str, str],
         input: dict[str, Any],
         *,
         wait: int | None,
         cancel_after: float | None = None,
     ) -> ApiReply:
-        """Create a prediction. ``target`` is ("version", id), ("model", "o/n") or ("deployment", "o/n").
+        """Create a prediction at `target`: the engine's resolved `Target` passed whole (an
+        `Endpoint`), or a ``("version", id)`` / ``("model", "o/n")`` / ``("deployment", "o/n")``
+        pair.
 
         With ``wait`` (1..60) the server holds the reply until the prediction finishes or the
         time passes (``Prefer: wait=N``). With ``cancel_after`` (seconds) Replicate itself

@@ -137,6 +137,24 @@ def test_create_requests_have_the_documented_shape() -> None:
     assert b'"version"' in seen[0].content and b'"version"' not in seen[1].content
 
 
+def test_create_takes_the_engines_target_whole() -> None:
+    from replibatch._engine.target import Target
+
+    seen: list[httpx.Request] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(201, json={"id": "p1", "status": "starting"})
+
+    edge = edge_with(record)
+    official = Target(kind="model", ident="meta/llama", identity="meta/llama", model_name="meta/llama")
+    pinned = Target(kind="version", ident="c" * 64, identity="c" * 64, model_name="o/m")
+    call(edge.create_prediction(official, {"prompt": "hi"}, wait=None))
+    call(edge.create_prediction(pinned, {"prompt": "hi"}, wait=None))
+    assert [r.url.path for r in seen] == ["/v1/models/meta/llama/predictions", "/v1/predictions"]
+    assert b'"version":"' + b"c" * 64 in seen[1].content.replace(b" ", b"")
+
+
 def test_downloads_never_carry_the_token_and_api_endpoints_are_not_fetched(tmp_path: Path) -> None:
     seen: list[httpx.Request] = []
 
