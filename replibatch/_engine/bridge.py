@@ -46,10 +46,15 @@ class _Box(Generic[T]):
         self.error: BaseException | None = None
 
 
-def run_in_thread(main: Callable[[], Awaitable[T]]) -> T:
-    """``await main()`` on a new asyncio loop in a worker thread; its result, or its error
-    raised here. Raises KeyboardInterrupt when interrupted (after asking the loop to cancel)
-    or when the run was canceled without a result."""
+def run_in_thread(
+    main: Callable[[], Awaitable[T]],
+    *,
+    thread_name: str = "replibatch-run",
+    canceled: str = "the run was canceled",
+) -> T:
+    """``await main()`` on a new asyncio loop in a worker thread named `thread_name`; its
+    result, or its error raised here. Raises KeyboardInterrupt when interrupted (after asking
+    the loop to cancel) or, saying `canceled`, when the run was canceled without a result."""
     box: _Box[T] = _Box()
     ready = threading.Event()
     done = threading.Event()
@@ -71,7 +76,7 @@ def run_in_thread(main: Callable[[], Awaitable[T]]) -> T:
             ready.set()
             done.set()
 
-    threading.Thread(target=worker, name="replibatch-run", daemon=True).start()
+    threading.Thread(target=worker, name=thread_name, daemon=True).start()
     try:
         # Event.wait, not Thread.join: a KeyboardInterrupt inside join() can leave the thread
         # looking finished while it still runs (a known CPython bug before 3.12).
@@ -90,5 +95,5 @@ def run_in_thread(main: Callable[[], Awaitable[T]]) -> T:
     if box.error is not None:
         raise box.error
     if not box.has_result:
-        raise KeyboardInterrupt("the run was canceled")
+        raise KeyboardInterrupt(canceled)
     return box.result  # type: ignore[return-value]

@@ -10,10 +10,8 @@ Replicate. Options mirror ``rb.run``'s where they apply to trainings.
 
 from __future__ import annotations
 
-import atexit
 import math
 import sys
-import threading
 import time
 from collections.abc import Hashable, Sequence
 from typing import Any
@@ -24,6 +22,8 @@ import pandas as pd
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
 
+from replibatch._engine.bridge import run_in_thread
+from replibatch._engine.runner import one_error
 from replibatch._engine.training_bar import open_training_bar
 from replibatch._engine.trainings import Trainer, TrainingExecutor
 from replibatch._http import trainings as api
@@ -51,7 +51,6 @@ from replibatch.errors import AuthenticationError, ConfigurationError, Replicate
 __all__ = ["DEFAULT_TRAINING_CONCURRENCY", "atrain", "train"]
 
 DEFAULT_TRAINING_CONCURRENCY = 16
-_RETURN_AFTER_INTERRUPT = 4.0
 
 
 def _check_options(
@@ -156,7 +155,7 @@ async def atrain(
             ),
         )
     except BaseExceptionGroup as group:
-        raise _unwrap(group) from None
+        raise one_error(group) from None
     finally:
         with anyio.CancelScope(shield=True):
             await edge.aclose()
@@ -184,16 +183,6 @@ async def _schema_of(edge: Edge, trainer: Trainer) -> InputSchema | None:
     except ReplicateAPIError:
         return None
     return training_schema(body.get("openapi_schema"))
-
-
-def _unwrap(exc: BaseException) -> BaseException:
-    """The one real error inside (nested) task-group exception groups, else the group."""
-    while isinstance(exc, BaseExceptionGroup):
-        real = [e for e in exc.exceptions if not isinstance(e, anyio.get_cancelled_exc_class())]
-        if len(real) != 1:
-            return exc
-        exc = real[0]
-    return exc
 
 
 async def _execute(
@@ -262,9 +251,6 @@ async def _execute(
     return [r for r in rows if r is not None], executor
 
 
-_cleanups: list[threading.Event] = []
-
-
 def train(df: pd.DataFrame, *, trainer: str, destination: str, **options: Any) -> pd.DataFrame:
     """Run one Replicate training per row of `df` and return `df` plus training columns.
 
@@ -296,44 +282,9 @@ def train(df: pd.DataFrame, *, trainer: str, destination: str, **options: Any) -
     AuthenticationError when the token is refused, ReplicateAPIError when the trainer cannot
     be resolved.
     """
-    box: dict[str, Any] = {}
-    ready, done = threading.Event(), threading.Event()
-
-    async def main() -> None:
-        with anyio.CancelScope() as scope:
-            box["scope"], box["token"] = scope, anyio.lowlevel.current_token()
-            ready.set()
-            box["result"] = await atrain(df, trainer=trainer, destination=destination, **options)
-
-    def worker() -> None:
-        try:
-            anyio.run(main, backend="asyncio")
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
-            box["error"] = exc
-        finally:
-            ready.set()
-            done.set()
-
-    threading.Thread(target=worker, name="replibatch-train", daemon=True).start()
-    try:
-        while not done.wait(0.2):
-            pass
-    except KeyboardInterrupt:
-        ready.wait()
-        if "scope" in box and not done.is_set():
-            try:
-                anyio.from_thread.run_sync(box["scope"].cancel, token=box["token"])
-            except RuntimeError:
-                pass  # the loop finished meanwhile
-        if not done.wait(_RETURN_AFTER_INTERRUPT):
-            # The cancels go on in the worker; a script's exit waits for them (bounded).
-            if not _cleanups:
-                atexit.register(lambda: [e.wait(35.0) for e in _cleanups])
-            _cleanups.append(done)
-        raise
-    if "error" in box:
-        raise box["error"]
-    if "result" not in box:
-        raise KeyboardInterrupt("the training run was canceled")
-    return box["result"]
+    return run_in_thread(
+        lambda: atrain(df, trainer=trainer, destination=destination, **options),
+        thread_name="replibatch-train",
+        canceled="the training run was canceled",
+    )
 
