@@ -37,11 +37,6 @@ class Target:
     # before anything is sent); None: inputs go as they are and the service validates.
     schema: InputSchema | None = field(default=None, compare=False, repr=False)
 
-    @property
-    def endpoint(self) -> tuple[str, str]:
-        """``(kind, ident)``; the HTTP boundary's create takes the Target itself (an `Endpoint`)."""
-        return (self.kind, self.ident)
-
 
 class Resolver:
     """Resolves model references with the reads of one run (`Reads`)."""
