@@ -108,7 +108,6 @@ class Engine:
         self.pool: TokenPool[Lane] = TokenPool(lanes)
         primary = lanes[0]
         self.reads = primary.reads
-        self.reconciler = primary.reconciler
         self.creator = PooledCreator(self.pool, self.billing)
         self.admission = Admission(
             budget=budget, prices=prices, gate=self.gate, timeout=options.timeout, standing=standing
